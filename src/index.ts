@@ -1,0 +1,12 @@
+/** zenovay-express: server-side Zenovay analytics for Express and Connect. */
+/// <reference types="node" />
+export { analytics } from './middleware.js';
+export type { AnalyticsMiddleware, TrackFunction, TrackOptions } from './middleware.js';
+export { createTracker } from './tracker.js';
+export type { CloseOptions, EventData, Tracker, Visitor, WireEvent } from './tracker.js';
+export type { AnalyticsOptions, PathPattern, TrackerOptions } from './options.js';
+export type { TrackerStats, FailReason, DropReason } from './delivery/engine.js';
+export type { Transport, TransportRequest, TransportResponse } from './delivery/transport.js';
+export type { Logger } from './logger.js';
+export type { ClientHints } from './request/forwarded-headers.js';
+export type { TrustFunction, TrustProxy } from './request/trust.js';

@@ -1,0 +1,74 @@
+/**
+ * The injectable logger, and the reporter that keeps the same problem from flooding it.
+ */
+
+/** Where zenovay-express reports what it does. Every method is optional. */
+export interface Logger {
+  debug?(message: string): void;
+  info?(message: string): void;
+  warn?(message: string): void;
+  error?(message: string): void;
+}
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+/** Warnings and errors to the console; debug and info are dropped. */
+export const consoleLogger: Logger = {
+  warn: (message) => console.warn(message),
+  error: (message) => console.error(message),
+};
+
+/** How long the same problem (same code) stays quiet after it was reported. */
+export const REPEAT_INTERVAL_MS = 60_000;
+
+/**
+ * Reports through a {@link Logger}. Warnings and errors carry a stable code (`ZENOVAY_*`); the same
+ * problem (code and message) is reported at most once per {@link REPEAT_INTERVAL_MS}; debug lines are not throttled
+ * but cost nothing when the logger has no `debug`.
+ */
+export class Reporter {
+  private readonly lastReported = new Map<string, number>();
+  /** True when the logger listens to debug lines: callers test it before building a message. */
+  readonly debugEnabled: boolean;
+
+  constructor(
+    private readonly logger: Logger,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.debugEnabled = typeof logger.debug === 'function';
+  }
+
+  debug(message: string): void {
+    this.call('debug', `[zenovay] ${message}`);
+  }
+
+  info(code: string, message: string): void {
+    this.throttled('info', code, message);
+  }
+
+  warn(code: string, message: string): void {
+    this.throttled('warn', code, message);
+  }
+
+  error(code: string, message: string): void {
+    this.throttled('error', code, message);
+  }
+
+  private throttled(level: LogLevel, code: string, message: string): void {
+    const key = `${code}\u0000${message}`;
+    const now = this.now();
+    const last = this.lastReported.get(key);
+    if (last !== undefined && now - last < REPEAT_INTERVAL_MS) return;
+    if (this.lastReported.size >= 1000) this.lastReported.clear();
+    this.lastReported.set(key, now);
+    this.call(level, `[zenovay] ${code}: ${message}`);
+  }
+
+  private call(level: LogLevel, line: string): void {
+    try {
+      this.logger[level]?.(line);
+    } catch {
+      // A throwing logger must not break the request or the delivery of events.
+    }
+  }
+}

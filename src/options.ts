@@ -1,0 +1,555 @@
+/**
+ * Every option of the package, its default, and its validation: the one place they live.
+ *
+ * `resolveTrackerOptions` and `resolveAnalyticsOptions` run once, in the factories. They never
+ * mutate what the user passed, and throw a `TypeError` that says how to fix a bad option.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { compileTrust, type TrustFunction, type TrustProxy } from './request/trust.js';
+import { consoleLogger, Reporter, type Logger } from './logger.js';
+import type { Transport } from './delivery/transport.js';
+import type { Tracker } from './tracker.js';
+
+export const DEFAULT_HOST = 'https://api.zenovay.com';
+export const TRACKING_CODE_ENV = 'ZENOVAY_TRACKING_CODE';
+const TRACKING_CODE_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** Options of `createTracker()`; `analytics()` accepts them too. */
+export interface TrackerOptions {
+  /**
+   * The site's tracking code (the `data-tracking-code` of the Zenovay script): 1-64 of
+   * `A-Z a-z 0-9 _ -`.
+   * @default process.env.ZENOVAY_TRACKING_CODE
+   */
+  trackingCode?: string;
+  /**
+   * Origin of the tracking endpoint; events go to `{host}/e/{trackingCode}`.
+   * @default 'https://api.zenovay.com'
+   */
+  host?: string;
+  /**
+   * The site's public origin, e.g. `'https://shop.example'`. The middleware builds page URLs on
+   * it instead of the visitor-chosen `Host` header (recommended in production); a standalone
+   * tracker uses it as the `url` of events that have none.
+   * @default undefined (page URLs come from the request's protocol and host)
+   */
+  siteUrl?: string;
+  /**
+   * How many requests to the endpoint may be in flight at once.
+   * @default 10
+   */
+  concurrency?: number;
+  /**
+   * How many events may wait for a free connection. Past it, new events are dropped (reason
+   * `queue_full`) instead of growing memory.
+   * @default 10000
+   */
+  maxQueueSize?: number;
+  /**
+   * Milliseconds one request to the endpoint may take before it is aborted.
+   * @default 5000
+   */
+  timeout?: number;
+  /**
+   * Where problems and decisions are reported. `false` silences everything. Warnings and errors
+   * carry a stable `ZENOVAY_*` code and repeat at most once a minute.
+   * @default warnings and errors to the console
+   */
+  logger?: Logger | false;
+  /**
+   * Sends one request to the endpoint. Replace it to route events elsewhere (a proxy, a queue,
+   * a test double).
+   * @default keep-alive `http`/`https` transport
+   */
+  transport?: Transport;
+}
+
+/** A path pattern: a string is a prefix of the path, a RegExp is tested against the path. */
+export type PathPattern = string | RegExp;
+
+/** Options of `analytics()`. */
+export interface AnalyticsOptions extends TrackerOptions {
+  /**
+   * An existing tracker to send through (shared with webhooks or other middleware). The
+   * delivery options (`trackingCode`, `host`, `concurrency`, `maxQueueSize`, `timeout`,
+   * `transport`) then belong to that tracker and may not be given here.
+   * @default a new tracker built from these options
+   */
+  tracker?: Tracker;
+  /**
+   * Which proxies in front of the app are trusted to say who the visitor is, with Express's
+   * `trust proxy` semantics: `true`, a hop count, `'loopback'`, `'uniquelocal'`, addresses or
+   * CIDR ranges (string or array), or `(addr, hop) => boolean`. When not given, an Express app's
+   * own `trust proxy` setting is used; elsewhere (Connect, plain `http`) nothing is trusted.
+   * @default the Express app's setting, else false
+   */
+  trustProxy?: TrustProxy;
+  /**
+   * Query parameters kept in `url` and `referrer`: `'all'`, `'none'`, or a list of names where a
+   * trailing `*` matches a prefix. Everything else is dropped before it leaves the process.
+   * @default ['utm_*']
+   */
+  queryParams?: 'all' | 'none' | readonly string[];
+  /**
+   * More paths that are never pageviews, tested against the path without its query string.
+   * @default []
+   */
+  skipPaths?: readonly PathPattern[];
+  /**
+   * Called when a response finishes; return `true` to not count it as a pageview.
+   * @default undefined
+   */
+  skip?: (req: IncomingMessage, res: ServerResponse) => boolean;
+  /**
+   * Skip static assets, recognised by the path's file extension (`.js`, `.css`, `.png`, ...).
+   * @default true
+   */
+  skipAssets?: boolean;
+  /**
+   * Skip paths under `/api/` (and `/api` itself).
+   * @default true
+   */
+  skipApi?: boolean;
+  /**
+   * Skip `/robots.txt`, `/sitemap.xml`, `/favicon.ico` and everything under `/.well-known/`.
+   * @default true
+   */
+  skipWellKnown?: boolean;
+  /**
+   * Skip prefetch and prerender requests (`Sec-Purpose`, `Purpose`, `X-Moz: prefetch`).
+   * @default true
+   */
+  skipPrefetch?: boolean;
+  /**
+   * Skip bots (isbot); a missing or empty `User-Agent` is a bot. Applies to `req.track` too.
+   * @default true
+   */
+  skipBots?: boolean;
+  /**
+   * Honour `Sec-GPC: 1` and `DNT: 1`: no pageview and no `req.track` event for that visitor.
+   * @default true
+   */
+  respectPrivacySignals?: boolean;
+}
+
+/** What `resolveTrackerOptions` makes of `TrackerOptions`. */
+export interface TrackerConfig {
+  trackingCode: string;
+  /** `{host}/e/{trackingCode}` */
+  endpoint: string;
+  /** Origin (and optional base path) without a trailing slash. */
+  siteUrl: string | undefined;
+  concurrency: number;
+  maxQueueSize: number;
+  timeoutMs: number;
+  reporter: Reporter;
+  transport: Transport | undefined;
+}
+
+/** What `resolveAnalyticsOptions` makes of `AnalyticsOptions`. */
+export interface AnalyticsConfig {
+  /** Set when the user passed an existing tracker. */
+  tracker: Tracker | undefined;
+  /** Set when the middleware builds its own tracker. */
+  trackerConfig: TrackerConfig | undefined;
+  siteUrl: string | undefined;
+  reporter: Reporter;
+  /** undefined: use the Express app's `trust proxy fn`, or trust nothing. */
+  trust: TrustFunction | undefined;
+  queryPolicy: QueryPolicy;
+  skipPaths: readonly PathPattern[];
+  skip: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
+  skipAssets: boolean;
+  skipApi: boolean;
+  skipWellKnown: boolean;
+  skipPrefetch: boolean;
+  skipBots: boolean;
+  respectPrivacySignals: boolean;
+}
+
+/** Compiled form of `queryParams`. */
+export type QueryPolicy =
+  | { kind: 'all' }
+  | { kind: 'none' }
+  | { kind: 'list'; names: ReadonlySet<string>; prefixes: readonly string[] };
+
+const TRACKER_KEYS = [
+  'trackingCode',
+  'host',
+  'siteUrl',
+  'concurrency',
+  'maxQueueSize',
+  'timeout',
+  'logger',
+  'transport',
+] as const satisfies readonly (keyof TrackerOptions)[];
+
+const DELIVERY_KEYS = [
+  'trackingCode',
+  'host',
+  'concurrency',
+  'maxQueueSize',
+  'timeout',
+  'transport',
+] as const satisfies readonly (keyof TrackerOptions)[];
+
+const ANALYTICS_KEYS = [
+  ...TRACKER_KEYS,
+  'tracker',
+  'trustProxy',
+  'queryParams',
+  'skipPaths',
+  'skip',
+  'skipAssets',
+  'skipApi',
+  'skipWellKnown',
+  'skipPrefetch',
+  'skipBots',
+  'respectPrivacySignals',
+] as const satisfies readonly (keyof AnalyticsOptions)[];
+
+export function resolveTrackerOptions(
+  options: TrackerOptions | undefined,
+  caller = 'createTracker',
+): TrackerConfig {
+  const opts = checkObject(options, caller);
+  checkKeys(opts, TRACKER_KEYS, caller);
+  return buildTrackerConfig(opts as TrackerOptions, caller);
+}
+
+export function resolveAnalyticsOptions(options: AnalyticsOptions | undefined): AnalyticsConfig {
+  const caller = 'analytics';
+  const raw = checkObject(options, caller);
+  checkKeys(raw, ANALYTICS_KEYS, caller);
+  const opts = raw as AnalyticsOptions;
+
+  let tracker: Tracker | undefined;
+  let trackerConfig: TrackerConfig | undefined;
+  if (opts.tracker !== undefined) {
+    tracker = checkTracker(opts.tracker);
+    const clash = DELIVERY_KEYS.filter((key) => opts[key] !== undefined);
+    if (clash.length > 0) {
+      throw new TypeError(
+        `zenovay-express: analytics() got both \`tracker\` and ${clash.map((k) => `\`${k}\``).join(', ')}. ` +
+          'Those options configure delivery: pass them to createTracker() instead, or drop `tracker`.',
+      );
+    }
+  } else {
+    trackerConfig = buildTrackerConfig(opts, caller);
+  }
+
+  const siteUrl = trackerConfig ? trackerConfig.siteUrl : resolveSiteUrl(opts.siteUrl, caller);
+  const reporter = trackerConfig?.reporter ?? new Reporter(resolveLogger(opts.logger, caller));
+
+  return {
+    tracker,
+    trackerConfig,
+    siteUrl,
+    reporter,
+    trust: resolveTrust(opts.trustProxy),
+    queryPolicy: resolveQueryPolicy(opts.queryParams),
+    skipPaths: resolveSkipPaths(opts.skipPaths),
+    skip: optionalFunction(opts.skip, 'skip', '(req, res) => boolean', caller),
+    skipAssets: bool(opts.skipAssets, 'skipAssets', true, caller),
+    skipApi: bool(opts.skipApi, 'skipApi', true, caller),
+    skipWellKnown: bool(opts.skipWellKnown, 'skipWellKnown', true, caller),
+    skipPrefetch: bool(opts.skipPrefetch, 'skipPrefetch', true, caller),
+    skipBots: bool(opts.skipBots, 'skipBots', true, caller),
+    respectPrivacySignals: bool(opts.respectPrivacySignals, 'respectPrivacySignals', true, caller),
+  };
+}
+
+function buildTrackerConfig(opts: TrackerOptions, caller: string): TrackerConfig {
+  const trackingCode = resolveTrackingCode(opts.trackingCode, caller);
+  const host = resolveHost(opts.host, caller);
+  return {
+    trackingCode,
+    endpoint: `${host}/e/${trackingCode}`,
+    siteUrl: resolveSiteUrl(opts.siteUrl, caller),
+    concurrency: integer(opts.concurrency, 'concurrency', 10, 1, 1000, caller),
+    maxQueueSize: integer(opts.maxQueueSize, 'maxQueueSize', 10_000, 0, 10_000_000, caller),
+    timeoutMs: integer(opts.timeout, 'timeout', 5000, 1, 600_000, caller),
+    reporter: new Reporter(resolveLogger(opts.logger, caller)),
+    transport: resolveTransport(opts.transport, caller),
+  };
+}
+
+function resolveTrackingCode(value: unknown, caller: string): string {
+  const fromEnv = process.env[TRACKING_CODE_ENV];
+  const code = value ?? (fromEnv === '' ? undefined : fromEnv);
+  if (code === undefined) {
+    throw new TypeError(
+      `zenovay-express: ${caller}() needs a tracking code. Pass { trackingCode: 'YOUR_CODE' } ` +
+        `or set the ${TRACKING_CODE_ENV} environment variable (the code is the ` +
+        '`data-tracking-code` of your Zenovay script).',
+    );
+  }
+  if (typeof code !== 'string' || !TRACKING_CODE_PATTERN.test(code)) {
+    const source = value === undefined ? TRACKING_CODE_ENV : '`trackingCode`';
+    throw new TypeError(
+      `zenovay-express: ${source} must be 1-64 characters of A-Z, a-z, 0-9, _ and -, ` +
+        `got ${describe(code)}. Copy the \`data-tracking-code\` of your Zenovay script exactly.`,
+    );
+  }
+  return code;
+}
+
+function resolveHost(value: unknown, caller: string): string {
+  if (value === undefined) return DEFAULT_HOST;
+  const url = parseHttpUrl(value, 'host', "'https://api.zenovay.com'", caller);
+  if (url.search || url.hash) {
+    throw new TypeError(
+      `zenovay-express: ${caller}() option \`host\` must not have a query or fragment, got ${describe(value)}.`,
+    );
+  }
+  return url.origin + url.pathname.replace(/\/+$/, '');
+}
+
+function resolveSiteUrl(value: unknown, caller: string): string | undefined {
+  if (value === undefined) return undefined;
+  const url = parseHttpUrl(value, 'siteUrl', "'https://shop.example'", caller);
+  if (url.search || url.hash) {
+    throw new TypeError(
+      `zenovay-express: ${caller}() option \`siteUrl\` must be an origin like 'https://shop.example' ` +
+        `without query or fragment, got ${describe(value)}.`,
+    );
+  }
+  return url.origin + url.pathname.replace(/\/+$/, '');
+}
+
+function parseHttpUrl(value: unknown, name: string, example: string, caller: string): URL {
+  let url: URL | undefined;
+  if (typeof value === 'string') {
+    try {
+      url = new URL(value);
+    } catch {
+      url = undefined;
+    }
+  }
+  if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:')) {
+    throw new TypeError(
+      `zenovay-express: ${caller}() option \`${name}\` must be an http(s) URL such as ${example}, got ${describe(value)}.`,
+    );
+  }
+  return url;
+}
+
+function resolveLogger(value: unknown, caller: string): Logger {
+  if (value === undefined) return consoleLogger;
+  if (value === false) return {};
+  if (typeof value !== 'object' || value === null) {
+    throw new TypeError(
+      `zenovay-express: ${caller}() option \`logger\` must be an object with debug/info/warn/error ` +
+        `methods (console works) or false, got ${describe(value)}.`,
+    );
+  }
+  for (const level of ['debug', 'info', 'warn', 'error'] as const) {
+    const fn = (value as Record<string, unknown>)[level];
+    if (fn !== undefined && typeof fn !== 'function') {
+      throw new TypeError(
+        `zenovay-express: ${caller}() option \`logger.${level}\` must be a function, got ${describe(fn)}.`,
+      );
+    }
+  }
+  const logger = value as Logger;
+  // Bind so that `console` and class-based loggers keep their `this`.
+  return {
+    debug: logger.debug?.bind(logger),
+    info: logger.info?.bind(logger),
+    warn: logger.warn?.bind(logger),
+    error: logger.error?.bind(logger),
+  };
+}
+
+function resolveTransport(value: unknown, caller: string): Transport | undefined {
+  if (value === undefined) return undefined;
+  if (
+    typeof value !== 'object' ||
+    value === null ||
+    typeof (value as Transport).send !== 'function'
+  ) {
+    throw new TypeError(
+      `zenovay-express: ${caller}() option \`transport\` must be an object with a send(request, signal) method, got ${describe(value)}.`,
+    );
+  }
+  return value as Transport;
+}
+
+function checkTracker(value: unknown): Tracker {
+  const t = value as Partial<Tracker> | null;
+  if (
+    typeof t !== 'object' ||
+    t === null ||
+    typeof t.trackEvent !== 'function' ||
+    typeof t.trackPageview !== 'function' ||
+    typeof t.flush !== 'function' ||
+    typeof t.close !== 'function' ||
+    typeof t.stats !== 'function'
+  ) {
+    throw new TypeError(
+      `zenovay-express: analytics() option \`tracker\` must be a tracker from createTracker(), got ${describe(value)}.`,
+    );
+  }
+  return t as Tracker;
+}
+
+function resolveTrust(value: unknown): TrustFunction | undefined {
+  if (value === undefined) return undefined;
+  try {
+    return compileTrust(value as TrustProxy);
+  } catch (error) {
+    throw new TypeError(
+      `zenovay-express: analytics() option \`trustProxy\` must be true/false, a hop count, 'loopback', ` +
+        `'linklocal', 'uniquelocal', an IP/CIDR (string or array) or (addr, hop) => boolean; ` +
+        `got ${describe(value)} (${(error as Error).message}).`,
+    );
+  }
+}
+
+function resolveQueryPolicy(value: unknown): QueryPolicy {
+  if (value === undefined) return compileQueryList(['utm_*']);
+  if (value === 'all') return { kind: 'all' };
+  if (value === 'none') return { kind: 'none' };
+  if (Array.isArray(value) && value.every((v) => typeof v === 'string' && v.length > 0)) {
+    return compileQueryList(value as string[]);
+  }
+  throw new TypeError(
+    `zenovay-express: analytics() option \`queryParams\` must be 'all', 'none' or an array of ` +
+      `parameter names (a trailing * matches a prefix, e.g. ['utm_*', 'ref']), got ${describe(value)}.`,
+  );
+}
+
+function compileQueryList(list: readonly string[]): QueryPolicy {
+  const names = new Set<string>();
+  const prefixes: string[] = [];
+  for (const entry of list) {
+    if (entry.endsWith('*')) prefixes.push(entry.slice(0, -1));
+    else names.add(entry);
+  }
+  return { kind: 'list', names, prefixes };
+}
+
+function resolveSkipPaths(value: unknown): readonly PathPattern[] {
+  if (value === undefined) return [];
+  if (
+    Array.isArray(value) &&
+    value.every((p) => (typeof p === 'string' && p.startsWith('/')) || p instanceof RegExp)
+  ) {
+    // Copy, and drop the global/sticky flags whose lastIndex would make test() stateful.
+    return value.map((p: PathPattern) =>
+      p instanceof RegExp && (p.global || p.sticky)
+        ? new RegExp(p.source, p.flags.replace(/[gy]/g, ''))
+        : p,
+    );
+  }
+  throw new TypeError(
+    `zenovay-express: analytics() option \`skipPaths\` must be an array of path prefixes starting ` +
+      `with '/' or RegExps, e.g. ['/admin', /^\\/preview\\//], got ${describe(value)}.`,
+  );
+}
+
+function checkObject(value: unknown, caller: string): Record<string, unknown> {
+  if (value === undefined) return {};
+  if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+    if (isRequestLike(value)) {
+      throw new TypeError(
+        `zenovay-express: ${caller} was called with a request. Call the factory: ` +
+          `app.use(${caller}()) rather than app.use(${caller}).`,
+      );
+    }
+    return value as Record<string, unknown>;
+  }
+  throw new TypeError(
+    `zenovay-express: ${caller}() takes an options object, got ${describe(value)}.`,
+  );
+}
+
+function isRequestLike(value: object): boolean {
+  const v = value as Record<string, unknown>;
+  return typeof v.headers === 'object' && typeof v.method === 'string' && 'socket' in v;
+}
+
+function checkKeys(opts: Record<string, unknown>, known: readonly string[], caller: string): void {
+  for (const key of Object.keys(opts)) {
+    if (known.includes(key)) continue;
+    const suggestion = closest(key, known);
+    throw new TypeError(
+      `zenovay-express: ${caller}() got an unknown option \`${key}\`.` +
+        (suggestion ? ` Did you mean \`${suggestion}\`?` : ` Known options: ${known.join(', ')}.`),
+    );
+  }
+}
+
+function bool(value: unknown, name: string, fallback: boolean, caller: string): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value === 'boolean') return value;
+  throw new TypeError(
+    `zenovay-express: ${caller}() option \`${name}\` must be true or false, got ${describe(value)}.`,
+  );
+}
+
+function integer(
+  value: unknown,
+  name: string,
+  fallback: number,
+  min: number,
+  max: number,
+  caller: string,
+): number {
+  if (value === undefined) return fallback;
+  if (typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max) {
+    return value;
+  }
+  throw new TypeError(
+    `zenovay-express: ${caller}() option \`${name}\` must be a whole number from ${min} to ${max}, got ${describe(value)}.`,
+  );
+}
+
+function optionalFunction<F>(value: unknown, name: string, shape: string, caller: string) {
+  if (value === undefined) return undefined;
+  if (typeof value === 'function') return value as F;
+  throw new TypeError(
+    `zenovay-express: ${caller}() option \`${name}\` must be a function ${shape}, got ${describe(value)}.`,
+  );
+}
+
+/** `'abc' (string)`, `42 (number)`, `null`: how a bad value is shown in an error. */
+export function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (value === undefined) return 'undefined';
+  if (typeof value === 'string') return `${JSON.stringify(value.slice(0, 80))} (string)`;
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') {
+    return `${String(value)} (${typeof value})`;
+  }
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'function') return 'a function';
+  return `an object`;
+}
+
+/** The known name closest to `key`, when it is close enough to be a likely typo. */
+export function closest(key: string, known: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  const lower = key.toLowerCase();
+  for (const candidate of known) {
+    const d = editDistance(lower, candidate.toLowerCase());
+    if (d < bestDistance) {
+      bestDistance = d;
+      best = candidate;
+    }
+  }
+  return bestDistance <= Math.max(2, Math.floor(key.length / 3)) ? best : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + cost);
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
+}

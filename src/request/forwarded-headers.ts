@@ -1,0 +1,62 @@
+/**
+ * The few visitor headers that may leave the process, and nothing else: the user agent, the
+ * resolved IP, and the user-agent client hints. Never cookies, authorization or anything else.
+ */
+import type { IncomingMessage } from 'node:http';
+import { normalizeIp } from './client-ip.js';
+
+/** User-agent client hints a browser sent (`Sec-CH-UA`, `-Mobile`, `-Platform`). */
+export interface ClientHints {
+  'sec-ch-ua'?: string;
+  'sec-ch-ua-mobile'?: string;
+  'sec-ch-ua-platform'?: string;
+}
+
+const HINT_NAMES = ['sec-ch-ua', 'sec-ch-ua-mobile', 'sec-ch-ua-platform'] as const;
+const MAX_USER_AGENT = 1024;
+const MAX_HINT = 256;
+
+/** The client hints among the request's headers, or undefined when it sent none. */
+export function clientHintsOf(headers: IncomingMessage['headers']): ClientHints | undefined {
+  let hints: ClientHints | undefined;
+  for (const name of HINT_NAMES) {
+    const value = headers[name];
+    if (typeof value === 'string') (hints ??= {})[name] = value;
+  }
+  return hints;
+}
+
+/** What Node would refuse in a header value (it throws on send), and line breaks. */
+// eslint-disable-next-line no-control-regex
+const INVALID_HEADER_CHARS = /[^\t\x20-\x7e\x80-\xff]/g;
+
+/** A value Node will send: invalid characters removed, trimmed, capped; undefined when empty. */
+export function headerValue(value: unknown, max: number): string | undefined {
+  if (typeof value !== 'string') return undefined;
+  const clean = value.replace(INVALID_HEADER_CHARS, '').trim().slice(0, max);
+  return clean === '' ? undefined : clean;
+}
+
+export interface ForwardedVisitor {
+  userAgent?: string | undefined;
+  ip?: string | undefined;
+  clientHints?: ClientHints | undefined;
+}
+
+/** The headers of one request to the endpoint, `Content-Type` included. */
+export function forwardedHeaders(visitor: ForwardedVisitor | undefined): Record<string, string> {
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (!visitor) return headers;
+  const userAgent = headerValue(visitor.userAgent, MAX_USER_AGENT);
+  if (userAgent) headers['user-agent'] = userAgent;
+  const ip = normalizeIp(visitor.ip);
+  if (ip) headers['x-forwarded-for'] = ip;
+  const hints = visitor.clientHints;
+  if (hints) {
+    for (const name of HINT_NAMES) {
+      const value = headerValue(hints[name], MAX_HINT);
+      if (value) headers[name] = value;
+    }
+  }
+  return headers;
+}

@@ -1,0 +1,113 @@
+/**
+ * The absolute URL of the page a request asked for, and the referrer, both with the query policy
+ * applied so that tokens and e-mail addresses in query strings stay on the server.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import type { QueryPolicy } from '../options.js';
+import type { TrustFunction } from './trust.js';
+
+/** A plausible `host[:port]`: letters, digits, dots, dashes, an IPv6 literal; nothing else. */
+const HOST_PATTERN = /^(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+
+/**
+ * The request target as the visitor sent it, mounted routers included: path and query, always
+ * starting with '/'. An absolute-form target (`GET http://other.example/x`) gives its path only.
+ */
+export function requestTarget(req: IncomingMessage): string {
+  const raw = (req as { originalUrl?: string }).originalUrl ?? req.url ?? '/';
+  if (raw.startsWith('/')) return raw;
+  try {
+    const parsed = new URL(raw);
+    return parsed.pathname + parsed.search;
+  } catch {
+    return '/';
+  }
+}
+
+/** The path part of a request target (no query string). */
+export function pathOf(target: string): string {
+  const q = target.indexOf('?');
+  return q === -1 ? target : target.slice(0, q);
+}
+
+/**
+ * `https://shop.example/products/widget?utm_source=x`: from `siteUrl` when configured, else from
+ * the protocol and host the trust setting allows. Undefined when the host is not a valid one.
+ */
+export function pageUrl(
+  req: IncomingMessage,
+  target: string,
+  trust: TrustFunction,
+  siteUrl: string | undefined,
+  policy: QueryPolicy,
+): string | undefined {
+  const base = siteUrl ?? requestOrigin(req, trust);
+  if (base === undefined) return undefined;
+  return base + applyQueryPolicy(target, policy);
+}
+
+/** `proto://host` as Express computes `req.protocol` and `req.host` under `trust proxy`. */
+export function requestOrigin(req: IncomingMessage, trust: TrustFunction): string | undefined {
+  const socket = req.socket as TLSSocket | undefined;
+  const peer = socket?.remoteAddress;
+  const trusted = peer !== undefined && trust(peer, 0);
+
+  let proto = socket?.encrypted ? 'https' : 'http';
+  let host = req.headers.host;
+  if (trusted) {
+    const fwdProto = firstValue(req.headers['x-forwarded-proto'])?.toLowerCase();
+    if (fwdProto === 'https' || fwdProto === 'http') proto = fwdProto;
+    const fwdHost = firstValue(req.headers['x-forwarded-host']);
+    if (fwdHost) host = fwdHost;
+  }
+  if (!host || !HOST_PATTERN.test(host)) return undefined;
+  return `${proto}://${host.toLowerCase()}`;
+}
+
+function firstValue(header: string | string[] | undefined): string | undefined {
+  const value = Array.isArray(header) ? header[0] : header;
+  if (value === undefined) return undefined;
+  const comma = value.indexOf(',');
+  return (comma === -1 ? value : value.slice(0, comma)).trim();
+}
+
+/**
+ * The referrer with the query policy applied; undefined when absent, empty, not http(s) or not a
+ * URL at all.
+ */
+export function referrerUrl(header: string | undefined, policy: QueryPolicy): string | undefined {
+  if (!header) return undefined;
+  let url: URL;
+  try {
+    url = new URL(header);
+  } catch {
+    return undefined;
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') return undefined;
+  // Credentials in a referrer would be a leak; browsers never send them, forgers might.
+  url.username = '';
+  url.password = '';
+  url.hash = '';
+  return url.origin + applyQueryPolicy(url.pathname + url.search, policy);
+}
+
+/** `path?query` with only the query parameters the policy keeps (and no fragment). */
+export function applyQueryPolicy(target: string, policy: QueryPolicy): string {
+  const hash = target.indexOf('#');
+  const clean = hash === -1 ? target : target.slice(0, hash);
+  const q = clean.indexOf('?');
+  if (q === -1) return clean;
+  const path = clean.slice(0, q);
+  if (policy.kind === 'none') return path;
+  if (policy.kind === 'all') return clean;
+
+  const kept = new URLSearchParams();
+  for (const [name, value] of new URLSearchParams(clean.slice(q + 1))) {
+    if (policy.names.has(name) || policy.prefixes.some((p) => name.startsWith(p))) {
+      kept.append(name, value);
+    }
+  }
+  const query = kept.toString();
+  return query ? `${path}?${query}` : path;
+}

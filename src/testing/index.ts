@@ -1,0 +1,9 @@
+/** `zenovay-express/testing`: the public testing kit. */
+export { createTestCollector } from './collector.js';
+export type {
+  CollectorResponse,
+  RecordedEvent,
+  TestCollector,
+  TestCollectorOptions,
+  WaitForOptions,
+} from './collector.js';

@@ -1,0 +1,185 @@
+/**
+ * The tracker: checks and builds events, then hands them to the delivery engine. Shared by
+ * `createTracker()` and `analytics()`; it never sees a request, only plain visitor data.
+ */
+import { isIP } from 'node:net';
+import { DeliveryEngine, type TrackerStats } from './delivery/engine.js';
+import { createHttpTransport } from './delivery/http-transport.js';
+import { describe, resolveTrackerOptions, type TrackerConfig, type TrackerOptions } from './options.js';
+import type { Reporter } from './logger.js';
+import { forwardedHeaders, type ClientHints } from './request/forwarded-headers.js';
+
+/** Largest event accepted, as JSON. */
+export const MAX_EVENT_BYTES = 32 * 1024;
+/** Longest event name accepted. */
+export const MAX_NAME_LENGTH = 256;
+const DEFAULT_CLOSE_TIMEOUT_MS = 5000;
+
+/** Custom event properties: any JSON-serialisable object. */
+export type EventData = Record<string, unknown>;
+
+/** Who an event is about, as far as the caller knows. Everything is optional. */
+export interface Visitor {
+  /** The page the event happened on (absolute, or a path when `siteUrl` is set). */
+  url?: string;
+  /** The page before it. */
+  referrer?: string;
+  /** The visitor's `User-Agent`, forwarded for device detection. */
+  userAgent?: string;
+  /** The visitor's IP, forwarded as `X-Forwarded-For` for geolocation. */
+  ip?: string;
+  /** The visitor's user-agent client hints. */
+  clientHints?: ClientHints;
+}
+
+/** The JSON body the endpoint receives. */
+export interface WireEvent {
+  type: 'pageview' | 'event';
+  url?: string;
+  referrer?: string;
+  name?: string;
+  data?: EventData;
+}
+
+export interface CloseOptions {
+  /**
+   * Milliseconds to wait for queued and in-flight events before dropping them (reason `closed`).
+   * @default 5000
+   */
+  timeout?: number;
+}
+
+/** Sends pageviews and events. Its promises never reject. */
+export interface Tracker {
+  /** A custom event. Resolves true once the endpoint accepted it, false otherwise. */
+  trackEvent(name: string, data?: EventData, visitor?: Visitor): Promise<boolean>;
+  /** A pageview of `url` (absolute, or a path when `siteUrl` is set). */
+  trackPageview(url: string, visitor?: Visitor): Promise<boolean>;
+  /** Resolves when everything accepted so far is settled. */
+  flush(): Promise<void>;
+  /** Stops intake, flushes, drops what is left at the timeout, releases sockets and timers. */
+  close(options?: CloseOptions): Promise<void>;
+  /** Counters; `enqueued = delivered + failed + dropped + queued + inFlight` at every moment. */
+  stats(): TrackerStats;
+}
+
+/** Builds a standalone tracker (webhooks, jobs). Throws on bad options. */
+export function createTracker(options?: TrackerOptions): Tracker {
+  return new ZenovayTracker(resolveTrackerOptions(options));
+}
+
+export class ZenovayTracker implements Tracker {
+  private readonly engine: DeliveryEngine;
+  private readonly reporter: Reporter;
+  private readonly siteUrl: string | undefined;
+
+  constructor(config: TrackerConfig) {
+    this.reporter = config.reporter;
+    this.siteUrl = config.siteUrl;
+    this.engine = new DeliveryEngine({
+      endpoint: config.endpoint,
+      concurrency: config.concurrency,
+      maxQueueSize: config.maxQueueSize,
+      timeoutMs: config.timeoutMs,
+      transport: config.transport ?? createHttpTransport({ maxSockets: config.concurrency }),
+      reporter: config.reporter,
+    });
+  }
+
+  trackEvent(name: string, data?: EventData, visitor?: Visitor): Promise<boolean> {
+    if (typeof name !== 'string' || name.trim() === '' || name.length > MAX_NAME_LENGTH) {
+      return this.invalid(
+        `trackEvent() needs a name that is a non-empty string of at most ${MAX_NAME_LENGTH} characters, got ${describe(name)}.`,
+      );
+    }
+    if (data !== undefined && !isPlainObject(data)) {
+      return this.invalid(
+        `trackEvent('${name}') data must be a plain object such as { value: 9.99 }, got ${describe(data)}.`,
+      );
+    }
+    const event: WireEvent = { type: 'event' };
+    const url = this.eventUrl(visitor?.url);
+    if (url === null) return this.invalid(`trackEvent('${name}') got a url that is not an http(s) URL.`);
+    if (url !== undefined) event.url = url;
+    this.addReferrer(event, visitor);
+    event.name = name;
+    if (data !== undefined) event.data = data;
+    return this.send(event, visitor, `trackEvent('${name}')`);
+  }
+
+  trackPageview(url: string, visitor?: Visitor): Promise<boolean> {
+    const absolute = typeof url === 'string' ? this.eventUrl(url) : null;
+    if (!absolute) {
+      return this.invalid(
+        `trackPageview() needs an absolute http(s) URL${this.siteUrl ? ' or a path' : ' (or set `siteUrl` to pass paths)'}, got ${describe(url)}.`,
+      );
+    }
+    const event: WireEvent = { type: 'pageview', url: absolute };
+    this.addReferrer(event, visitor);
+    return this.send(event, visitor, 'trackPageview()');
+  }
+
+  flush(): Promise<void> {
+    return this.engine.flush();
+  }
+
+  close(options?: CloseOptions): Promise<void> {
+    const timeout = options?.timeout ?? DEFAULT_CLOSE_TIMEOUT_MS;
+    if (typeof timeout !== 'number' || !Number.isFinite(timeout) || timeout < 0) {
+      throw new TypeError(
+        `zenovay-express: close({ timeout }) must be a number of milliseconds >= 0, got ${describe(timeout)}.`,
+      );
+    }
+    return this.engine.close(timeout);
+  }
+
+  stats(): TrackerStats {
+    return this.engine.stats();
+  }
+
+  /** Serialises once, checks the size, and hands the event to the engine. */
+  private send(event: WireEvent, visitor: Visitor | undefined, what: string): Promise<boolean> {
+    let body: string;
+    try {
+      body = JSON.stringify(event);
+    } catch (error) {
+      return this.invalid(`${what} data cannot be serialised to JSON: ${(error as Error).message}.`);
+    }
+    if (body.length > MAX_EVENT_BYTES / 3 && Buffer.byteLength(body) > MAX_EVENT_BYTES) {
+      return this.invalid(
+        `${what} is ${Buffer.byteLength(body)} bytes of JSON, more than the ${MAX_EVENT_BYTES} allowed: send less data.`,
+      );
+    }
+    if (visitor?.ip !== undefined && isIP(visitor.ip.replace(/^\[|\]$/g, '')) === 0) {
+      this.reporter.warn(
+        'ZENOVAY_BAD_IP',
+        `${what} got visitor.ip ${describe(visitor.ip)}, which is not an IP address; it is not forwarded.`,
+      );
+    }
+    return this.engine.submit(body, forwardedHeaders(visitor));
+  }
+
+  private addReferrer(event: WireEvent, visitor: Visitor | undefined): void {
+    const referrer = visitor?.referrer;
+    if (typeof referrer === 'string' && referrer !== '') event.referrer = referrer;
+  }
+
+  /** An absolute URL for an event: as given, resolved on `siteUrl`, or `siteUrl` itself; null when invalid. */
+  private eventUrl(url: string | undefined): string | undefined | null {
+    if (url === undefined || url === '') return this.siteUrl;
+    if (typeof url !== 'string') return null;
+    if (this.siteUrl && url.startsWith('/') && !url.startsWith('//')) return this.siteUrl + url;
+    return /^https?:\/\/[^\s/?#]+/i.test(url) ? url : null;
+  }
+
+  private invalid(message: string): Promise<boolean> {
+    this.reporter.warn('ZENOVAY_INVALID_EVENT', message);
+    return this.engine.reject('invalid');
+  }
+}
+
+function isPlainObject(value: unknown): value is EventData {
+  if (typeof value !== 'object' || value === null) return false;
+  const proto = Object.getPrototypeOf(value) as unknown;
+  return proto === Object.prototype || proto === null;
+}
