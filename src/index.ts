@@ -1,5 +1,4 @@
 /** zenovay-express: server-side Zenovay analytics for Express and Connect. */
-/// <reference types="node" />
 export { analytics } from './middleware.js';
 export type { AnalyticsMiddleware, TrackFunction, TrackOptions } from './middleware.js';
 export { createTracker } from './tracker.js';

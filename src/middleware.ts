@@ -123,7 +123,12 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
     return origin === undefined ? url : origin + url;
   }
 
-  function explain(req: IncomingMessage, target: string, why: string, what = 'not a pageview'): void {
+  function explain(
+    req: IncomingMessage,
+    target: string,
+    why: string,
+    what = 'not a pageview',
+  ): void {
     reporter.debug(`${what}: ${why}: ${req.method ?? '?'} ${pathOf(target)}`);
   }
 

@@ -402,6 +402,7 @@ function resolveTrust(value: unknown): TrustFunction | undefined {
       `zenovay-express: analytics() option \`trustProxy\` must be true/false, a hop count, 'loopback', ` +
         `'linklocal', 'uniquelocal', an IP/CIDR (string or array) or (addr, hop) => boolean; ` +
         `got ${describe(value)} (${(error as Error).message}).`,
+      { cause: error },
     );
   }
 }

@@ -5,7 +5,12 @@
 import { isIP } from 'node:net';
 import { DeliveryEngine, type TrackerStats } from './delivery/engine.js';
 import { createHttpTransport } from './delivery/http-transport.js';
-import { describe, resolveTrackerOptions, type TrackerConfig, type TrackerOptions } from './options.js';
+import {
+  describe,
+  resolveTrackerOptions,
+  type TrackerConfig,
+  type TrackerOptions,
+} from './options.js';
 import type { Reporter } from './logger.js';
 import { forwardedHeaders, type ClientHints } from './request/forwarded-headers.js';
 
@@ -99,7 +104,8 @@ export class ZenovayTracker implements Tracker {
     }
     const event: WireEvent = { type: 'event' };
     const url = this.eventUrl(visitor?.url);
-    if (url === null) return this.invalid(`trackEvent('${name}') got a url that is not an http(s) URL.`);
+    if (url === null)
+      return this.invalid(`trackEvent('${name}') got a url that is not an http(s) URL.`);
     if (url !== undefined) event.url = url;
     this.addReferrer(event, visitor);
     event.name = name;
@@ -143,7 +149,9 @@ export class ZenovayTracker implements Tracker {
     try {
       body = JSON.stringify(event);
     } catch (error) {
-      return this.invalid(`${what} data cannot be serialised to JSON: ${(error as Error).message}.`);
+      return this.invalid(
+        `${what} data cannot be serialised to JSON: ${(error as Error).message}.`,
+      );
     }
     if (body.length > MAX_EVENT_BYTES / 3 && Buffer.byteLength(body) > MAX_EVENT_BYTES) {
       return this.invalid(

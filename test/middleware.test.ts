@@ -19,8 +19,17 @@ afterAll(async () => {
   await Promise.all(trackers.map((m) => m.tracker.close()));
 });
 
-function setup(framework: (typeof FRAMEWORKS)[number], options: AnalyticsOptions = {}, site: SiteOptions = {}) {
-  const middleware = analytics({ trackingCode: 'test-site', host: collector.url, logger: false, ...options });
+function setup(
+  framework: (typeof FRAMEWORKS)[number],
+  options: AnalyticsOptions = {},
+  site: SiteOptions = {},
+) {
+  const middleware = analytics({
+    trackingCode: 'test-site',
+    host: collector.url,
+    logger: false,
+    ...options,
+  });
   trackers.push(middleware);
   const server = buildSite(framework, middleware, site);
   return { middleware, server };
@@ -128,7 +137,11 @@ describe.each(FRAMEWORKS)('%s', (framework) => {
     const { middleware, server } = setup(framework);
     await browserGet(server, '/api/items').set('Referer', 'http://shop.test/list').expect(200);
     const [event] = await collector.waitFor(1);
-    expect(event).toMatchObject({ type: 'event', name: 'items_listed', url: 'http://shop.test/list' });
+    expect(event).toMatchObject({
+      type: 'event',
+      name: 'items_listed',
+      url: 'http://shop.test/list',
+    });
     await middleware.tracker.flush();
     expect(collector.events).toHaveLength(1);
   });
@@ -160,7 +173,9 @@ describe.each(FRAMEWORKS)('%s', (framework) => {
 
   test('query strings keep utm_* only; siteUrl sets the origin', async () => {
     const { server } = setup(framework, { siteUrl: 'https://shop.example' });
-    await browserGet(server, '/products/widget?utm_source=news&token=abc&email=a%40b.c').expect(200);
+    await browserGet(server, '/products/widget?utm_source=news&token=abc&email=a%40b.c').expect(
+      200,
+    );
     const [event] = await collector.waitFor(1);
     expect(event!.url).toBe('https://shop.example/products/widget?utm_source=news');
   });
@@ -270,7 +285,12 @@ describe('options that change the rules', () => {
     const blackHole = net.createServer((s) => sockets.push(s));
     await new Promise<void>((r) => blackHole.listen(0, '127.0.0.1', r));
     const port = (blackHole.address() as import('node:net').AddressInfo).port;
-    const middleware = analytics({ trackingCode: 'slow', host: `http://127.0.0.1:${port}`, logger: false, timeout: 200 });
+    const middleware = analytics({
+      trackingCode: 'slow',
+      host: `http://127.0.0.1:${port}`,
+      logger: false,
+      timeout: 200,
+    });
     const server = buildSite('express5', middleware);
     const started = Date.now();
     await browserGet(server, '/').expect(200);

@@ -27,7 +27,6 @@ export function clientHintsOf(headers: IncomingMessage['headers']): ClientHints 
 }
 
 /** What Node would refuse in a header value (it throws on send), and line breaks. */
-// eslint-disable-next-line no-control-regex
 const INVALID_HEADER_CHARS = /[^\t\x20-\x7e\x80-\xff]/g;
 
 /** A value Node will send: invalid characters removed, trimmed, capped; undefined when empty. */

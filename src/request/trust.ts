@@ -19,7 +19,8 @@ export function compileTrust(value: TrustProxy): TrustFunction {
   if (value === true) return trustEverything;
   if (value === false) return trustNothing;
   if (typeof value === 'number') {
-    if (!Number.isInteger(value) || value < 0) throw new Error('a hop count is a whole number >= 0');
+    if (!Number.isInteger(value) || value < 0)
+      throw new Error('a hop count is a whole number >= 0');
     return (_addr, hop) => hop < value;
   }
   const list = typeof value === 'string' ? value.split(',').map((s) => s.trim()) : value;
@@ -33,7 +34,10 @@ export function compileTrust(value: TrustProxy): TrustFunction {
  * The trust function that applies to this request: the middleware's `trustProxy` option when
  * given, else the Express app's own compiled setting, else trust nothing.
  */
-export function trustFor(req: IncomingMessage, configured: TrustFunction | undefined): TrustFunction {
+export function trustFor(
+  req: IncomingMessage,
+  configured: TrustFunction | undefined,
+): TrustFunction {
   if (configured) return configured;
   const app = (req as { app?: { get?: (name: string) => unknown } }).app;
   const fromExpress = typeof app?.get === 'function' ? app.get('trust proxy fn') : undefined;

@@ -71,7 +71,9 @@ interface Waiter {
 }
 
 /** Starts a collector on 127.0.0.1 on a free port. */
-export async function createTestCollector(options: TestCollectorOptions = {}): Promise<TestCollector> {
+export async function createTestCollector(
+  options: TestCollectorOptions = {},
+): Promise<TestCollector> {
   const events: RecordedEvent[] = [];
   const waiters = new Set<Waiter>();
   let requestCount = 0;
@@ -142,7 +144,9 @@ export async function createTestCollector(options: TestCollectorOptions = {}): P
             new Error(
               `createTestCollector: expected ${n} event(s)${filter ? ' matching the filter' : ''} ` +
                 `within ${timeout} ms, got ${found.length} (of ${events.length} recorded): ` +
-                JSON.stringify(events.slice(-5).map(({ type, name, url }) => ({ type, name, url }))),
+                JSON.stringify(
+                  events.slice(-5).map(({ type, name, url }) => ({ type, name, url })),
+                ),
             ),
           );
         }, timeout);
@@ -180,7 +184,12 @@ function parseEvent(
   if (typeof body !== 'object' || body === null) return undefined;
   const b = body as Record<string, unknown>;
   if (b.type !== 'pageview' && b.type !== 'event') return undefined;
-  const event: RecordedEvent = { type: b.type, trackingCode, headers: { ...headers }, receivedAt: Date.now() };
+  const event: RecordedEvent = {
+    type: b.type,
+    trackingCode,
+    headers: { ...headers },
+    receivedAt: Date.now(),
+  };
   if (typeof b.url === 'string') event.url = b.url;
   if (typeof b.referrer === 'string') event.referrer = b.referrer;
   if (typeof b.name === 'string') event.name = b.name;

@@ -1,5 +1,9 @@
 /** Starts the public test collector and closes it after each test file. */
-import { createTestCollector, type TestCollector, type TestCollectorOptions } from '../../src/testing';
+import {
+  createTestCollector,
+  type TestCollector,
+  type TestCollectorOptions,
+} from '../../src/testing';
 
 const open = new Set<TestCollector>();
 

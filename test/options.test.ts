@@ -1,0 +1,143 @@
+/**
+ * Options: defaults, validation at construction, messages that say how to fix the problem.
+ */
+import { analytics, createTracker } from '../src/index';
+import { closest, resolveAnalyticsOptions, resolveTrackerOptions } from '../src/options';
+
+const ENV = 'ZENOVAY_TRACKING_CODE';
+const saved = process.env[ENV];
+afterEach(() => {
+  if (saved === undefined) delete process.env[ENV];
+  else process.env[ENV] = saved;
+});
+
+test('defaults', () => {
+  const config = resolveTrackerOptions({ trackingCode: 'abc' });
+  expect(config).toMatchObject({
+    trackingCode: 'abc',
+    endpoint: 'https://api.zenovay.com/e/abc',
+    siteUrl: undefined,
+    concurrency: 10,
+    maxQueueSize: 10_000,
+    timeoutMs: 5000,
+    transport: undefined,
+  });
+  const a = resolveAnalyticsOptions({ trackingCode: 'abc' });
+  expect(a).toMatchObject({
+    tracker: undefined,
+    trust: undefined,
+    skipPaths: [],
+    skip: undefined,
+    skipAssets: true,
+    skipApi: true,
+    skipWellKnown: true,
+    skipPrefetch: true,
+    skipBots: true,
+    respectPrivacySignals: true,
+  });
+  expect(a.queryPolicy).toEqual({ kind: 'list', names: new Set(), prefixes: ['utm_'] });
+});
+
+test('the tracking code comes from ZENOVAY_TRACKING_CODE when not given', () => {
+  process.env[ENV] = 'from-env_1';
+  expect(resolveTrackerOptions({}).trackingCode).toBe('from-env_1');
+  expect(resolveTrackerOptions({ trackingCode: 'explicit' }).trackingCode).toBe('explicit');
+});
+
+test('no tracking code at all says how to give one', () => {
+  delete process.env[ENV];
+  expect(() => createTracker()).toThrow(
+    /needs a tracking code.*trackingCode.*ZENOVAY_TRACKING_CODE/,
+  );
+  expect(() => analytics()).toThrow(/analytics\(\) needs a tracking code/);
+});
+
+test.each([
+  ['', /1-64 characters/],
+  ['has space', /"has space" \(string\)/],
+  ['x'.repeat(65), /1-64 characters/],
+  ['../../admin', /1-64 characters/],
+])('a malformed tracking code %j is refused', (code, message) => {
+  expect(() => createTracker({ trackingCode: code })).toThrow(message);
+});
+
+test('a malformed code in the environment names the variable', () => {
+  process.env[ENV] = 'bad code!';
+  expect(() => createTracker()).toThrow(/ZENOVAY_TRACKING_CODE must be 1-64 characters/);
+});
+
+test.each<[string, Record<string, unknown>, RegExp]>([
+  [
+    'unknown option with a close name',
+    { trackingcode: 'x' },
+    /unknown option `trackingcode`\. Did you mean `trackingCode`\?/,
+  ],
+  [
+    'unknown option far from any',
+    { zzzzzzzzzz: 1 },
+    /unknown option `zzzzzzzzzz`\. Known options:/,
+  ],
+  ['host that is not a URL', { host: 'api.zenovay.com' }, /`host` must be an http\(s\) URL/],
+  ['host with a query', { host: 'https://a.example/?x=1' }, /must not have a query/],
+  ['siteUrl that is not http', { siteUrl: 'ftp://x' }, /`siteUrl` must be an http\(s\) URL/],
+  [
+    'concurrency 0',
+    { concurrency: 0 },
+    /`concurrency` must be a whole number from 1 to 1000, got 0 \(number\)/,
+  ],
+  ['concurrency as string', { concurrency: '5' }, /got "5" \(string\)/],
+  ['negative maxQueueSize', { maxQueueSize: -1 }, /`maxQueueSize` must be a whole number/],
+  ['fractional timeout', { timeout: 1.5 }, /`timeout` must be a whole number/],
+  ['logger that is a string', { logger: 'console' }, /`logger` must be an object/],
+  [
+    'logger method that is not a function',
+    { logger: { warn: 1 } },
+    /`logger.warn` must be a function/,
+  ],
+  ['transport without send', { transport: {} }, /`transport` must be an object with a send/],
+])('createTracker: %s', (_what, options, message) => {
+  expect(() => createTracker({ trackingCode: 'abc', ...options })).toThrow(message);
+});
+
+test.each<[string, Record<string, unknown>, RegExp]>([
+  ['skipApi not boolean', { skipApi: 'no' }, /`skipApi` must be true or false/],
+  ['skipPaths not an array', { skipPaths: '/admin' }, /`skipPaths` must be an array/],
+  ['skipPaths entry without slash', { skipPaths: ['admin'] }, /starting with '\/'/],
+  ['skip not a function', { skip: true }, /`skip` must be a function/],
+  ['queryParams bad', { queryParams: 'utm' }, /`queryParams` must be 'all', 'none' or an array/],
+  ['trustProxy bad', { trustProxy: 'not-an-ip' }, /`trustProxy` must be/],
+  ['tracker that is not one', { tracker: {} }, /`tracker` must be a tracker from createTracker/],
+  ['a typo of a rule', { skipBot: false }, /Did you mean `skipBots`\?/],
+])('analytics: %s', (_what, options, message) => {
+  expect(() => analytics({ trackingCode: 'abc', logger: false, ...options })).toThrow(message);
+});
+
+test('app.use(analytics) without calling it is caught with the fix', () => {
+  const fakeReq = { headers: {}, method: 'GET', socket: {} };
+  expect(() => (analytics as unknown as (r: unknown) => void)(fakeReq)).toThrow(
+    /app\.use\(analytics\(\)\) rather than app\.use\(analytics\)/,
+  );
+});
+
+test('the options object is never mutated', () => {
+  const options = Object.freeze({
+    trackingCode: 'abc',
+    skipPaths: Object.freeze(['/admin', /x/g]) as unknown as string[],
+    queryParams: Object.freeze(['utm_*', 'ref']) as unknown as string[],
+    logger: Object.freeze({ warn: () => undefined }),
+  });
+  const middleware = analytics(options);
+  expect(options.skipPaths).toHaveLength(2);
+  return middleware.tracker.close();
+});
+
+test('host keeps a base path and the endpoint appends /e/{code}', () => {
+  expect(
+    resolveTrackerOptions({ trackingCode: 'c', host: 'http://127.0.0.1:9/proxy/' }).endpoint,
+  ).toBe('http://127.0.0.1:9/proxy/e/c');
+});
+
+test('closest() suggests only near names', () => {
+  expect(closest('timout', ['timeout', 'host'])).toBe('timeout');
+  expect(closest('qwerty', ['timeout', 'host'])).toBeUndefined();
+});
