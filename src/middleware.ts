@@ -4,11 +4,17 @@
  * Nothing here throws into the app or waits on the network.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { resolveAnalyticsOptions, type AnalyticsConfig, type AnalyticsOptions } from './options.js';
-import { ZenovayTracker, type EventData, type Tracker, type Visitor } from './tracker.js';
-import { resolveClientIp } from './request/client-ip.js';
-import { clientHintsOf } from './request/forwarded-headers.js';
-import { pageUrl, pathOf, referrerUrl, requestOrigin, requestTarget } from './request/page-url.js';
+import { describe, resolveAnalyticsOptions, type AnalyticsOptions } from './options.js';
+import {
+  ZenovayTracker,
+  type EventData,
+  type Tracker,
+  type Visitor,
+  type WireEvent,
+} from './tracker.js';
+import { isPrivateIp } from './request/client-ip.js';
+import { RequestContext, type RequestAnalytics } from './request/context.js';
+import { pathOf, requestOrigin, requestTarget } from './request/page-url.js';
 import {
   isApiPath,
   isAssetPath,
@@ -16,7 +22,6 @@ import {
   responseSkipReason,
   visitorSkipReason,
 } from './request/pageview-rules.js';
-import { trustFor, type TrustFunction } from './request/trust.js';
 
 /** Per-call options of `req.track`. */
 export interface TrackOptions {
@@ -46,6 +51,11 @@ declare module 'http' {
      * Never rejects: false when filtered (bot, privacy signal), invalid, dropped or failed.
      */
     track: TrackFunction;
+    /**
+     * What zenovay-express knows of this request's visitor (added by `analytics()`): IP, user
+     * agent, page URL, referrer, bot verdict, device. Fields are worked out when first read.
+     */
+    analytics: RequestAnalytics;
   }
 }
 
@@ -59,16 +69,16 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
   const config = resolveAnalyticsOptions(options);
   const tracker: Tracker = config.tracker ?? new ZenovayTracker(config.trackerConfig!);
   const { reporter } = config;
+  let checkPrivateIp = config.production;
 
-  function onFinish(req: IncomingMessage, res: ServerResponse, target: string): void {
+  function onFinish(req: IncomingMessage, res: ServerResponse, context: RequestContext): void {
     try {
-      const reason = responseSkipReason(req, res, config.skip);
+      const reason = responseSkipReason(req, res, config);
       if (reason !== null) {
-        if (reporter.debugEnabled) explain(req, target, `${reason} (${res.statusCode})`);
+        if (reporter.debugEnabled) explain(req, context, `${reason} (${res.statusCode})`);
         return;
       }
-      const trust = trustFor(req, config.trust);
-      const url = pageUrl(req, target, trust, config.siteUrl, config.queryPolicy);
+      const url = context.url;
       if (url === undefined) {
         reporter.warn(
           'ZENOVAY_NO_HOST',
@@ -77,7 +87,9 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
         );
         return;
       }
-      void tracker.trackPageview(url, visitorOf(req, trust, config));
+      const event: WireEvent = { type: 'pageview', url };
+      if (context.referrer !== undefined) event.referrer = context.referrer;
+      void send(event, context);
     } catch (error) {
       internalError(error);
     }
@@ -85,51 +97,88 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
 
   function track(
     req: IncomingMessage,
-    target: string,
+    context: RequestContext,
     name: string,
     data: EventData | undefined,
     callOptions: TrackOptions | undefined,
   ): Promise<boolean> {
     try {
-      const reason = visitorSkipReason(req.headers, config);
+      const reason = visitorSkipReason(req.headers, context, config);
       if (reason !== null) {
-        if (reporter.debugEnabled) explain(req, target, reason, `event '${String(name)}'`);
+        if (reporter.debugEnabled)
+          explain(req, context, reason, `event '${String(name)}' not sent`);
         return Promise.resolve(false);
       }
-      const trust = trustFor(req, config.trust);
-      const visitor = visitorOf(req, trust, config);
-      const path = pathOf(target);
-      const isPage = req.method === 'GET' && !isApiPath(path) && !isAssetPath(path);
+      const path = pathOf(context.target);
       // A page GET happened on its own URL; a form post or API call on the page that made it.
-      let url = isPage
-        ? pageUrl(req, target, trust, config.siteUrl, config.queryPolicy)
-        : visitor.referrer;
-      if (!isPage) visitor.referrer = undefined;
+      const isPage = req.method === 'GET' && !isApiPath(path) && !isAssetPath(path);
+      let url = isPage ? context.url : context.referrer;
+      let referrer = isPage ? context.referrer : undefined;
       if (callOptions !== undefined && callOptions !== null) {
-        if (callOptions.url !== undefined) url = absolutize(req, callOptions.url, trust);
-        if (callOptions.referrer !== undefined) visitor.referrer = callOptions.referrer;
+        if (callOptions.url !== undefined) url = absolutize(req, callOptions.url, context);
+        if (callOptions.referrer !== undefined) referrer = callOptions.referrer;
       }
-      visitor.url = url;
-      return tracker.trackEvent(name, data, visitor);
+      // Built in the order of the endpoint's documented example; the tracker checks it.
+      const event = { type: 'event', url, referrer, name, data } as WireEvent;
+      if (url === undefined) delete event.url;
+      if (referrer === undefined) delete event.referrer;
+      if (data === undefined) delete event.data;
+      return send(event, context);
     } catch (error) {
       internalError(error);
       return Promise.resolve(false);
     }
   }
 
-  function absolutize(req: IncomingMessage, url: string, trust: TrustFunction): string {
+  /** beforeSend, the production private-IP check, then the tracker. */
+  function send(original: WireEvent, context: RequestContext): Promise<boolean> {
+    let event: WireEvent | null = original;
+    if (config.beforeSend) {
+      event = config.beforeSend(original, context);
+      if (event === null) return Promise.resolve(false);
+      if (typeof event !== 'object' || (event.type !== 'pageview' && event.type !== 'event')) {
+        reporter.warn(
+          'ZENOVAY_BEFORE_SEND',
+          `beforeSend must return the event (changed or not) or null, got ${describe(event)}; the event was not sent.`,
+        );
+        return Promise.resolve(false);
+      }
+    }
+    const visitor: Visitor = {
+      url: event.url,
+      referrer: event.referrer,
+      userAgent: context.userAgent,
+      ip: context.ip,
+      clientHints: context.clientHints,
+    };
+    if (checkPrivateIp && visitor.ip !== undefined && isPrivateIp(visitor.ip)) {
+      checkPrivateIp = false;
+      reporter.warn(
+        'ZENOVAY_PRIVATE_IP',
+        `the visitor IP is ${visitor.ip}, a private or loopback address, so Zenovay cannot locate ` +
+          "visitors. The app is most likely behind a proxy that is not trusted: set Express's " +
+          "app.set('trust proxy', ...) or the `trustProxy` option (or `ipHeader` for platforms " +
+          'such as Cloudflare) to match your setup.',
+      );
+    }
+    return event.type === 'pageview'
+      ? tracker.trackPageview(event.url as string, visitor)
+      : tracker.trackEvent(event.name as string, event.data, visitor);
+  }
+
+  function absolutize(req: IncomingMessage, url: string, context: RequestContext): string {
     if (typeof url !== 'string' || !url.startsWith('/') || url.startsWith('//')) return url;
-    const origin = config.siteUrl ?? requestOrigin(req, trust);
+    const origin = config.siteUrl ?? requestOrigin(req, context.trust);
     return origin === undefined ? url : origin + url;
   }
 
   function explain(
     req: IncomingMessage,
-    target: string,
+    context: RequestContext,
     why: string,
     what = 'not a pageview',
   ): void {
-    reporter.debug(`${what}: ${why}: ${req.method ?? '?'} ${pathOf(target)}`);
+    reporter.debug(`${what}: ${why}: ${req.method ?? '?'} ${pathOf(context.target)}`);
   }
 
   function internalError(error: unknown): void {
@@ -148,11 +197,18 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
     if (seen[SEEN] !== true) {
       seen[SEEN] = true;
       try {
-        const target = requestTarget(req);
-        const reason = requestSkipReason(req.method, pathOf(target), req.headers, config);
-        req.track = (name, data, callOptions) => track(req, target, name, data, callOptions);
-        if (reason === null) res.once('finish', () => onFinish(req, res, target));
-        else if (reporter.debugEnabled) explain(req, target, reason);
+        const context = new RequestContext(req, requestTarget(req), config);
+        req.analytics = context;
+        req.track = (name, data, callOptions) => track(req, context, name, data, callOptions);
+        const reason = requestSkipReason(
+          req.method,
+          pathOf(context.target),
+          req.headers,
+          context,
+          config,
+        );
+        if (reason === null) res.once('finish', () => onFinish(req, res, context));
+        else if (reporter.debugEnabled) explain(req, context, reason);
       } catch (error) {
         internalError(error);
       }
@@ -161,15 +217,4 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
   } as AnalyticsMiddleware;
   Object.defineProperty(middleware, 'tracker', { value: tracker, enumerable: true });
   return middleware;
-}
-
-/** The visitor's forwardable data for this request. */
-function visitorOf(req: IncomingMessage, trust: TrustFunction, config: AnalyticsConfig): Visitor {
-  const referer = req.headers.referer;
-  return {
-    referrer: referrerUrl(referer, config.queryPolicy),
-    userAgent: req.headers['user-agent'],
-    ip: resolveClientIp(req, trust),
-    clientHints: clientHintsOf(req.headers),
-  };
 }

@@ -8,7 +8,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { compileTrust, type TrustFunction, type TrustProxy } from './request/trust.js';
 import { consoleLogger, Reporter, type Logger } from './logger.js';
 import type { Transport } from './delivery/transport.js';
-import type { Tracker } from './tracker.js';
+import type { Tracker, WireEvent } from './tracker.js';
+import type { RequestAnalytics } from './request/context.js';
+import type { BotTest } from './request/bots.js';
+import { isPageStatus } from './request/pageview-rules.js';
 
 export const DEFAULT_HOST = 'https://api.zenovay.com';
 export const TRACKING_CODE_ENV = 'ZENOVAY_TRACKING_CODE';
@@ -57,6 +60,12 @@ export interface TrackerOptions {
    */
   logger?: Logger | false;
   /**
+   * Shorten the visitor's IP before it leaves the process: IPv4 to its /24 (`203.0.113.0`),
+   * IPv6 to its /48. Geolocation keeps city-level precision at best.
+   * @default false
+   */
+  anonymizeIp?: boolean;
+  /**
    * Sends one request to the endpoint. Replace it to route events elsewhere (a proxy, a queue,
    * a test double).
    * @default keep-alive `http`/`https` transport
@@ -72,7 +81,7 @@ export interface AnalyticsOptions extends TrackerOptions {
   /**
    * An existing tracker to send through (shared with webhooks or other middleware). The
    * delivery options (`trackingCode`, `host`, `concurrency`, `maxQueueSize`, `timeout`,
-   * `transport`) then belong to that tracker and may not be given here.
+   * `anonymizeIp`, `transport`) then belong to that tracker and may not be given here.
    * @default a new tracker built from these options
    */
   tracker?: Tracker;
@@ -84,6 +93,13 @@ export interface AnalyticsOptions extends TrackerOptions {
    * @default the Express app's setting, else false
    */
   trustProxy?: TrustProxy;
+  /**
+   * A header your platform sets to the client IP (`'cf-connecting-ip'`, `'x-real-ip'`,
+   * `'true-client-ip'`, `'fly-client-ip'`). Only set it when that platform is really in front:
+   * otherwise a visitor can send the header. When absent or invalid, `trustProxy` applies.
+   * @default undefined (not used)
+   */
+  ipHeader?: string;
   /**
    * Query parameters kept in `url` and `referrer`: `'all'`, `'none'`, or a list of names where a
    * trailing `*` matches a prefix. Everything else is dropped before it leaves the process.
@@ -100,6 +116,23 @@ export interface AnalyticsOptions extends TrackerOptions {
    * @default undefined
    */
   skip?: (req: IncomingMessage, res: ServerResponse) => boolean;
+  /**
+   * Which response statuses count as a page.
+   * @default (status) => (status >= 200 && status < 300) || status === 304
+   */
+  countStatus?: (status: number) => boolean;
+  /**
+   * Your own bot test, given the user agent and isbot's verdict: return the final verdict
+   * (extend: `(ua, bot) => bot || /MyMonitor/.test(ua ?? '')`; replace: ignore `bot`).
+   * @default undefined (isbot alone; a missing or empty user agent is a bot)
+   */
+  isBot?: BotTest;
+  /**
+   * Sees every pageview and `req.track` event before it is sent, with the request's context:
+   * return the event (changed or not) to send it, or `null` to not send it.
+   * @default undefined
+   */
+  beforeSend?: (event: WireEvent, context: RequestAnalytics) => WireEvent | null;
   /**
    * Skip static assets, recognised by the path's file extension (`.js`, `.css`, `.png`, ...).
    * @default true
@@ -142,6 +175,7 @@ export interface TrackerConfig {
   concurrency: number;
   maxQueueSize: number;
   timeoutMs: number;
+  anonymizeIp: boolean;
   reporter: Reporter;
   transport: Transport | undefined;
 }
@@ -156,9 +190,16 @@ export interface AnalyticsConfig {
   reporter: Reporter;
   /** undefined: use the Express app's `trust proxy fn`, or trust nothing. */
   trust: TrustFunction | undefined;
+  /** Lower-case header name, or undefined. */
+  ipHeader: string | undefined;
   queryPolicy: QueryPolicy;
   skipPaths: readonly PathPattern[];
   skip: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
+  countStatus: (status: number) => boolean;
+  isBot: BotTest | undefined;
+  beforeSend: AnalyticsOptions['beforeSend'];
+  /** NODE_ENV was 'production' when the middleware was created. */
+  production: boolean;
   skipAssets: boolean;
   skipApi: boolean;
   skipWellKnown: boolean;
@@ -181,6 +222,7 @@ const TRACKER_KEYS = [
   'maxQueueSize',
   'timeout',
   'logger',
+  'anonymizeIp',
   'transport',
 ] as const satisfies readonly (keyof TrackerOptions)[];
 
@@ -190,6 +232,7 @@ const DELIVERY_KEYS = [
   'concurrency',
   'maxQueueSize',
   'timeout',
+  'anonymizeIp',
   'transport',
 ] as const satisfies readonly (keyof TrackerOptions)[];
 
@@ -197,9 +240,13 @@ const ANALYTICS_KEYS = [
   ...TRACKER_KEYS,
   'tracker',
   'trustProxy',
+  'ipHeader',
   'queryParams',
   'skipPaths',
   'skip',
+  'countStatus',
+  'isBot',
+  'beforeSend',
   'skipAssets',
   'skipApi',
   'skipWellKnown',
@@ -247,9 +294,21 @@ export function resolveAnalyticsOptions(options: AnalyticsOptions | undefined): 
     siteUrl,
     reporter,
     trust: resolveTrust(opts.trustProxy),
+    ipHeader: resolveIpHeader(opts.ipHeader),
     queryPolicy: resolveQueryPolicy(opts.queryParams),
     skipPaths: resolveSkipPaths(opts.skipPaths),
     skip: optionalFunction(opts.skip, 'skip', '(req, res) => boolean', caller),
+    countStatus:
+      optionalFunction(opts.countStatus, 'countStatus', '(status) => boolean', caller) ??
+      isPageStatus,
+    isBot: optionalFunction(opts.isBot, 'isBot', '(userAgent, isbotVerdict) => boolean', caller),
+    beforeSend: optionalFunction(
+      opts.beforeSend,
+      'beforeSend',
+      '(event, context) => event | null',
+      caller,
+    ),
+    production: process.env.NODE_ENV === 'production',
     skipAssets: bool(opts.skipAssets, 'skipAssets', true, caller),
     skipApi: bool(opts.skipApi, 'skipApi', true, caller),
     skipWellKnown: bool(opts.skipWellKnown, 'skipWellKnown', true, caller),
@@ -269,6 +328,7 @@ function buildTrackerConfig(opts: TrackerOptions, caller: string): TrackerConfig
     concurrency: integer(opts.concurrency, 'concurrency', 10, 1, 1000, caller),
     maxQueueSize: integer(opts.maxQueueSize, 'maxQueueSize', 10_000, 0, 10_000_000, caller),
     timeoutMs: integer(opts.timeout, 'timeout', 5000, 1, 600_000, caller),
+    anonymizeIp: bool(opts.anonymizeIp, 'anonymizeIp', false, caller),
     reporter: new Reporter(resolveLogger(opts.logger, caller)),
     transport: resolveTransport(opts.transport, caller),
   };
@@ -407,6 +467,26 @@ function resolveTrust(value: unknown): TrustFunction | undefined {
   }
 }
 
+const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
+
+function resolveIpHeader(value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value === 'string' && HEADER_NAME.test(value)) {
+    const name = value.toLowerCase();
+    if (name === 'x-forwarded-for' || name === 'forwarded') {
+      throw new TypeError(
+        `zenovay-express: analytics() option \`ipHeader\` is for single-value headers such as ` +
+          `'cf-connecting-ip'; for ${value} use \`trustProxy\` (or Express's 'trust proxy'), which reads it safely.`,
+      );
+    }
+    return name;
+  }
+  throw new TypeError(
+    `zenovay-express: analytics() option \`ipHeader\` must be a header name such as 'cf-connecting-ip', ` +
+      `got ${describe(value)}.`,
+  );
+}
+
 function resolveQueryPolicy(value: unknown): QueryPolicy {
   if (value === undefined) return compileQueryList(['utm_*']);
   if (value === 'all') return { kind: 'all' };
@@ -506,9 +586,15 @@ function integer(
   );
 }
 
-function optionalFunction<F>(value: unknown, name: string, shape: string, caller: string) {
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function optionalFunction<F extends (...args: any[]) => unknown>(
+  value: F | undefined,
+  name: string,
+  shape: string,
+  caller: string,
+): F | undefined {
   if (value === undefined) return undefined;
-  if (typeof value === 'function') return value as F;
+  if (typeof value === 'function') return value;
   throw new TypeError(
     `zenovay-express: ${caller}() option \`${name}\` must be a function ${shape}, got ${describe(value)}.`,
   );

@@ -77,10 +77,12 @@ export class ZenovayTracker implements Tracker {
   private readonly engine: DeliveryEngine;
   private readonly reporter: Reporter;
   private readonly siteUrl: string | undefined;
+  private readonly anonymizeIp: boolean;
 
   constructor(config: TrackerConfig) {
     this.reporter = config.reporter;
     this.siteUrl = config.siteUrl;
+    this.anonymizeIp = config.anonymizeIp;
     this.engine = new DeliveryEngine({
       endpoint: config.endpoint,
       concurrency: config.concurrency,
@@ -164,7 +166,7 @@ export class ZenovayTracker implements Tracker {
         `${what} got visitor.ip ${describe(visitor.ip)}, which is not an IP address; it is not forwarded.`,
       );
     }
-    return this.engine.submit(body, forwardedHeaders(visitor));
+    return this.engine.submit(body, forwardedHeaders(visitor, this.anonymizeIp));
   }
 
   private addReferrer(event: WireEvent, visitor: Visitor | undefined): void {

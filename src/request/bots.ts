@@ -25,3 +25,12 @@ export function isBotUserAgent(userAgent: string | undefined): boolean {
 export function botCacheSize(): number {
   return cache.size;
 }
+
+/** Your own bot test: gets the user agent and isbot's verdict, returns the final one. */
+export type BotTest = (userAgent: string | undefined, isbotVerdict: boolean) => boolean;
+
+/** The middleware's bot verdict: isbot (cached), then the app's `isBot` option when given. */
+export function isBotRequest(userAgent: string | undefined, custom: BotTest | undefined): boolean {
+  const verdict = isBotUserAgent(userAgent);
+  return custom ? custom(userAgent, verdict) === true : verdict;
+}

@@ -31,3 +31,49 @@ export function normalizeIp(value: string | undefined): string | undefined {
   }
   return ip;
 }
+
+/**
+ * The client IP from a platform's single-value header (`cf-connecting-ip`, `x-real-ip`, ...),
+ * used only when the app configured `ipHeader`. The first entry when there are several.
+ */
+export function ipFromHeader(value: string | string[] | undefined): string | undefined {
+  const raw = Array.isArray(value) ? value[0] : value;
+  if (raw === undefined) return undefined;
+  const comma = raw.indexOf(',');
+  return normalizeIp(comma === -1 ? raw : raw.slice(0, comma));
+}
+
+/** IPv4 to its /24 (`203.0.113.0`), IPv6 to its /48 (`2001:db8:85a3::`). */
+export function anonymizeIp(ip: string): string {
+  if (isIP(ip) === 4) return ip.slice(0, ip.lastIndexOf('.')) + '.0';
+  const groups = expandIpv6(ip);
+  if (!groups) return ip;
+  return `${groups
+    .slice(0, 3)
+    .map((g) => g.replace(/^0+(?=.)/, ''))
+    .join(':')}::`;
+}
+
+/** The eight hextets of an IPv6 address (an embedded IPv4 tail converted), or undefined. */
+function expandIpv6(ip: string): string[] | undefined {
+  if (isIP(ip) !== 6) return undefined;
+  let text = ip.toLowerCase();
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
+  if (v4) {
+    const [a, b, c, d] = v4[1]!.split('.').map(Number) as [number, number, number, number];
+    text =
+      text.slice(0, v4.index) + ((a << 8) | b).toString(16) + ':' + ((c << 8) | d).toString(16);
+  }
+  const [head, tail] = text.split('::') as [string, string | undefined];
+  const left = head ? head.split(':') : [];
+  const right = tail ? tail.split(':') : [];
+  const fill = tail === undefined ? [] : Array(8 - left.length - right.length).fill('0');
+  return [...left, ...fill, ...right];
+}
+
+const isInternal = proxyaddr.compile(['loopback', 'linklocal', 'uniquelocal']);
+
+/** Loopback, link-local or private (RFC 1918, fc00::/7): addresses the endpoint cannot locate. */
+export function isPrivateIp(ip: string): boolean {
+  return isInternal(ip, 0);
+}

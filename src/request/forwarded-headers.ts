@@ -3,7 +3,7 @@
  * resolved IP, and the user-agent client hints. Never cookies, authorization or anything else.
  */
 import type { IncomingMessage } from 'node:http';
-import { normalizeIp } from './client-ip.js';
+import { anonymizeIp, normalizeIp } from './client-ip.js';
 
 /** User-agent client hints a browser sent (`Sec-CH-UA`, `-Mobile`, `-Platform`). */
 export interface ClientHints {
@@ -43,13 +43,16 @@ export interface ForwardedVisitor {
 }
 
 /** The headers of one request to the endpoint, `Content-Type` included. */
-export function forwardedHeaders(visitor: ForwardedVisitor | undefined): Record<string, string> {
+export function forwardedHeaders(
+  visitor: ForwardedVisitor | undefined,
+  anonymize = false,
+): Record<string, string> {
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (!visitor) return headers;
   const userAgent = headerValue(visitor.userAgent, MAX_USER_AGENT);
   if (userAgent) headers['user-agent'] = userAgent;
   const ip = normalizeIp(visitor.ip);
-  if (ip) headers['x-forwarded-for'] = ip;
+  if (ip) headers['x-forwarded-for'] = anonymize ? anonymizeIp(ip) : ip;
   const hints = visitor.clientHints;
   if (hints) {
     for (const name of HINT_NAMES) {

@@ -5,7 +5,6 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AnalyticsConfig, PathPattern } from '../options.js';
-import { isBotUserAgent } from './bots.js';
 
 export type SkipReason =
   | 'method'
@@ -110,12 +109,18 @@ type RuleConfig = Pick<
   | 'respectPrivacySignals'
 >;
 
+/** What the rules need to know of the visitor; `isBot` is only read when bots are skipped. */
+export interface VisitorFacts {
+  readonly isBot: boolean;
+}
+
 /** Rules about the visitor, shared by pageviews and `req.track`. */
 export function visitorSkipReason(
   headers: IncomingMessage['headers'],
+  visitor: VisitorFacts,
   config: Pick<RuleConfig, 'skipBots' | 'respectPrivacySignals'>,
 ): SkipReason | null {
-  if (config.skipBots && isBotUserAgent(headers['user-agent'])) return 'bot';
+  if (config.skipBots && visitor.isBot) return 'bot';
   if (config.respectPrivacySignals && hasPrivacySignal(headers)) return 'privacy_signal';
   return null;
 }
@@ -125,6 +130,7 @@ export function requestSkipReason(
   method: string | undefined,
   path: string,
   headers: IncomingMessage['headers'],
+  visitor: VisitorFacts,
   config: RuleConfig,
 ): SkipReason | null {
   if (method !== 'GET') return 'method';
@@ -133,7 +139,12 @@ export function requestSkipReason(
   if (config.skipWellKnown && isWellKnownPath(path)) return 'well_known';
   if (config.skipPaths.length > 0 && matchesSkipPath(path, config.skipPaths)) return 'skip_path';
   if (config.skipPrefetch && isPrefetch(headers)) return 'prefetch';
-  return visitorSkipReason(headers, config);
+  return visitorSkipReason(headers, visitor, config);
+}
+
+/** The default `countStatus`: `2xx` and `304` are pages; redirects and errors are not. */
+export function isPageStatus(status: number): boolean {
+  return (status >= 200 && status < 300) || status === 304;
 }
 
 /** Is this a page response: `text/html` (or XHTML), or a `304` without a content type. */
@@ -149,11 +160,11 @@ export function isHtmlResponse(status: number, contentType: unknown): boolean {
 export function responseSkipReason(
   req: IncomingMessage,
   res: ServerResponse,
-  skip: AnalyticsConfig['skip'],
+  config: Pick<AnalyticsConfig, 'countStatus' | 'skip'>,
 ): SkipReason | null {
   const status = res.statusCode;
-  if (!((status >= 200 && status < 300) || status === 304)) return 'status';
+  if (!config.countStatus(status)) return 'status';
   if (!isHtmlResponse(status, res.getHeader('content-type'))) return 'not_html';
-  if (skip && skip(req, res)) return 'skip_option';
+  if (config.skip && config.skip(req, res)) return 'skip_option';
   return null;
 }

@@ -1,5 +1,11 @@
 import type { IncomingMessage } from 'node:http';
-import { normalizeIp, resolveClientIp } from '../../src/request/client-ip';
+import {
+  anonymizeIp,
+  ipFromHeader,
+  isPrivateIp,
+  normalizeIp,
+  resolveClientIp,
+} from '../../src/request/client-ip';
 import { compileTrust } from '../../src/request/trust';
 
 const req = (peer: string | undefined, xff?: string) =>
@@ -53,4 +59,40 @@ test.each<
   ['no socket address', false, undefined, undefined, undefined],
 ])('resolveClientIp: %s', (_what, trust, peer, xff, expected) => {
   expect(resolveClientIp(req(peer, xff), compileTrust(trust))).toBe(expected);
+});
+
+test.each([
+  ['203.0.113.77', '203.0.113.0'],
+  ['10.1.2.3', '10.1.2.0'],
+  ['2001:db8:85a3:8d3:1319:8a2e:370:7348', '2001:db8:85a3::'],
+  ['2001:0db8:0000::1', '2001:db8:0::'],
+  ['::1', '0:0:0::'],
+  ['::ffff:1.2.3.4', '0:0:0::'],
+  ['fe80::1%eth0', 'fe80:0:0::'],
+])('anonymizeIp(%j) is %j', (ip, expected) => {
+  expect(anonymizeIp(ip)).toBe(expected);
+});
+
+test.each([
+  ['203.0.113.7', '203.0.113.7'],
+  ['203.0.113.7, 10.0.0.1', '203.0.113.7'],
+  [['2001:db8::1'], '2001:db8::1'],
+  ['unknown', undefined],
+  [undefined, undefined],
+])('ipFromHeader(%j) is %j', (value, expected) => {
+  expect(ipFromHeader(value)).toBe(expected);
+});
+
+test.each([
+  ['127.0.0.1', true],
+  ['::1', true],
+  ['10.0.0.8', true],
+  ['192.168.1.1', true],
+  ['172.16.5.4', true],
+  ['fd00::1', true],
+  ['169.254.1.1', true],
+  ['203.0.113.9', false],
+  ['2001:db8::1', false],
+])('isPrivateIp(%j) is %s', (ip, expected) => {
+  expect(isPrivateIp(ip)).toBe(expected);
 });

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { resolveAnalyticsOptions } from '../../src/options';
-import { botCacheSize, isBotUserAgent } from '../../src/request/bots';
+import { botCacheSize, isBotRequest, isBotUserAgent } from '../../src/request/bots';
 import {
   extensionOf,
   isHtmlResponse,
@@ -10,6 +10,9 @@ import {
 
 const config = resolveAnalyticsOptions({ trackingCode: 'x', logger: false });
 const UA = { 'user-agent': 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) Firefox/128.0' };
+const facts = (headers: Record<string, string>) => ({
+  isBot: isBotRequest(headers['user-agent'], undefined),
+});
 
 test.each([
   ['/app.js', 'js'],
@@ -45,7 +48,8 @@ test.each([
   ['GET', '/apis-are-pages-too', {}, null],
   ['GET', '/products/widget', {}, null],
 ])('%s %s %j: %s', (method, path, headers, expected) => {
-  expect(requestSkipReason(method, path, { ...UA, ...headers }, config)).toBe(expected);
+  const all = { ...UA, ...headers };
+  expect(requestSkipReason(method, path, all, facts(all), config)).toBe(expected);
 });
 
 test('each default rule can be turned off', () => {
@@ -67,7 +71,8 @@ test('each default rule can be turned off', () => {
     ['/', { 'user-agent': 'Googlebot/2.1' }],
     ['/', { dnt: '1', 'sec-gpc': '1' }],
   ] as const) {
-    expect(requestSkipReason('GET', path, { ...UA, ...headers }, off)).toBeNull();
+    const all = { ...UA, ...headers };
+    expect(requestSkipReason('GET', path, all, facts(all), off)).toBeNull();
   }
 });
 
@@ -92,7 +97,26 @@ test.each([
   [200, 'image/png', 'not_html'],
 ])('responseSkipReason: %d %s is %s', (status, type, expected) => {
   const res = { statusCode: status, getHeader: () => type } as unknown as ServerResponse;
-  expect(responseSkipReason({} as IncomingMessage, res, undefined)).toBe(expected);
+  expect(responseSkipReason({} as IncomingMessage, res, config)).toBe(expected);
+});
+
+test('countStatus decides which statuses are pages', () => {
+  const redirectsToo = resolveAnalyticsOptions({
+    trackingCode: 'x',
+    logger: false,
+    countStatus: (s) => s < 400,
+  });
+  const res = { statusCode: 302, getHeader: () => 'text/html' } as unknown as ServerResponse;
+  expect(responseSkipReason({} as IncomingMessage, res, config)).toBe('status');
+  expect(responseSkipReason({} as IncomingMessage, res, redirectsToo)).toBeNull();
+});
+
+test('isBot extends or replaces the verdict', () => {
+  const extend = (ua: string | undefined, bot: boolean) => bot || /Monitor/.test(ua ?? '');
+  expect(isBotRequest('Mozilla/5.0 UptimeMonitor', extend)).toBe(true);
+  expect(isBotRequest('Googlebot/2.1', extend)).toBe(true);
+  expect(isBotRequest('Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0', extend)).toBe(false);
+  expect(isBotRequest('Googlebot/2.1', () => false)).toBe(false);
 });
 
 test('bot verdicts are cached in a bounded cache', () => {

@@ -1,0 +1,153 @@
+/**
+ * Property-based tests: the request-context functions take anything a visitor can send and
+ * never throw; what they forward is always one valid IP or nothing. Seeded, so a failure replays.
+ */
+import { isIP } from 'node:net';
+import type { IncomingMessage } from 'node:http';
+import fc from 'fast-check';
+import { resolveAnalyticsOptions } from '../../src/options';
+import { RequestContext } from '../../src/request/context';
+import {
+  anonymizeIp,
+  ipFromHeader,
+  normalizeIp,
+  resolveClientIp,
+} from '../../src/request/client-ip';
+import { forwardedHeaders, headerValue } from '../../src/request/forwarded-headers';
+import { applyQueryPolicy, referrerUrl, requestTarget } from '../../src/request/page-url';
+import { requestSkipReason } from '../../src/request/pageview-rules';
+import { compileTrust } from '../../src/request/trust';
+
+const params = { seed: 20261128, numRuns: 500 };
+const config = resolveAnalyticsOptions({ trackingCode: 'x', logger: false });
+const trusts = [false, true, 'loopback', 1, 2].map((t) => compileTrust(t as never));
+
+/** Strings a visitor could put in a header: anything Latin-1, plus IP-looking text. */
+const headerText = fc.oneof(
+  fc.string({ unit: fc.integer({ min: 0x20, max: 0xff }).map((c) => String.fromCharCode(c)) }),
+  fc.ipV4(),
+  fc.ipV6(),
+  fc.array(fc.oneof(fc.ipV4(), fc.ipV6(), fc.string()), { maxLength: 4 }).map((a) => a.join(', ')),
+);
+const anyText = fc.string({ unit: 'binary' });
+const peer = fc.option(
+  fc.oneof(
+    fc.ipV4(),
+    fc.ipV6(),
+    fc.ipV4().map((ip) => `::ffff:${ip}`),
+  ),
+  { nil: undefined },
+);
+
+function fakeReq(
+  headers: Record<string, string>,
+  remoteAddress: string | undefined,
+  url: string,
+): IncomingMessage {
+  return {
+    method: 'GET',
+    url,
+    headers,
+    socket: { remoteAddress, encrypted: false },
+    connection: { remoteAddress },
+  } as unknown as IncomingMessage;
+}
+
+const oneIpOrNothing = (ip: string | undefined) => ip === undefined || isIP(ip) !== 0;
+
+test('client IP: one valid IP or nothing, whatever the headers and trust', () => {
+  fc.assert(
+    fc.property(headerText, headerText, peer, fc.nat(trusts.length - 1), (xff, real, addr, t) => {
+      const req = fakeReq({ 'x-forwarded-for': xff, 'x-real-ip': real }, addr, '/');
+      const ip = resolveClientIp(req, trusts[t]!);
+      expect(oneIpOrNothing(ip)).toBe(true);
+      expect(oneIpOrNothing(ipFromHeader(real))).toBe(true);
+      expect(oneIpOrNothing(normalizeIp(xff))).toBe(true);
+      if (ip !== undefined) expect(isIP(anonymizeIp(ip))).not.toBe(0);
+    }),
+    params,
+  );
+});
+
+test('forwarded headers: only allowed names, values Node accepts, at most one IP', () => {
+  const allowed = new Set([
+    'content-type',
+    'user-agent',
+    'x-forwarded-for',
+    'sec-ch-ua',
+    'sec-ch-ua-mobile',
+    'sec-ch-ua-platform',
+  ]);
+  fc.assert(
+    fc.property(anyText, anyText, anyText, fc.boolean(), (ua, ip, hint, anonymize) => {
+      const headers = forwardedHeaders(
+        { userAgent: ua, ip, clientHints: { 'sec-ch-ua': hint } },
+        anonymize,
+      );
+      for (const [name, value] of Object.entries(headers)) {
+        expect(allowed.has(name)).toBe(true);
+        expect(value).not.toMatch(/[^\t\x20-\x7e\x80-\xff]/);
+      }
+      expect(oneIpOrNothing(headers['x-forwarded-for'])).toBe(true);
+      expect(headerValue(ua, 10)?.length ?? 0).toBeLessThanOrEqual(10);
+    }),
+    params,
+  );
+});
+
+test('URLs, referrers and rules never throw on any request', () => {
+  fc.assert(
+    fc.property(
+      headerText,
+      anyText,
+      headerText,
+      headerText,
+      peer,
+      (host, url, referer, ua, addr) => {
+        const headers = {
+          host,
+          referer,
+          'user-agent': ua,
+          'x-forwarded-host': host,
+          'x-forwarded-proto': ua,
+        };
+        const req = fakeReq(headers, addr, url);
+        const context = new RequestContext(req, requestTarget(req), config);
+        const target = context.target;
+        expect(target.startsWith('/')).toBe(true);
+        const page = context.url;
+        if (page !== undefined) expect(() => new URL(page)).not.toThrow();
+        const ref = context.referrer;
+        if (ref !== undefined) expect(ref).toMatch(/^https?:\/\//);
+        expect(oneIpOrNothing(context.ip)).toBe(true);
+        expect(typeof context.isBot).toBe('boolean');
+        expect(() =>
+          requestSkipReason('GET', target.split('?')[0]!, headers, context, config),
+        ).not.toThrow();
+      },
+    ),
+    params,
+  );
+});
+
+test('the default query policy keeps nothing but utm_* parameters', () => {
+  fc.assert(
+    fc.property(
+      fc.webPath(),
+      fc.dictionary(fc.string({ minLength: 1 }), fc.string()),
+      (path, query) => {
+        const search = new URLSearchParams(query).toString();
+        const kept = applyQueryPolicy(`/${path.replace(/^\//, '')}?${search}`, config.queryPolicy);
+        const q = kept.indexOf('?');
+        const names = q === -1 ? [] : [...new URLSearchParams(kept.slice(q + 1)).keys()];
+        expect(names.every((n) => n.startsWith('utm_'))).toBe(true);
+        const ref = referrerUrl(`https://a.example/x?${search}`, config.queryPolicy);
+        expect(ref).toBeDefined();
+        expect([...new URL(ref!).searchParams.keys()].every((n) => n.startsWith('utm_'))).toBe(
+          true,
+        );
+      },
+    ),
+    params,
+  );
+});
