@@ -213,9 +213,9 @@ describe.each(FRAMEWORKS)('%s', (framework) => {
   });
 });
 
-describe('options that change the rules', () => {
+describe.each(FRAMEWORKS)('options that change the rules on %s', (framework) => {
   test('skipPaths, skip() and turning a default rule off', async () => {
-    const { middleware, server } = setup('express5', {
+    const { middleware, server } = setup(framework, {
       skipPaths: ['/products/', /^\/thanks$/],
       skip: (req) => req.url === '/cached',
       skipApi: false,
@@ -230,11 +230,25 @@ describe('options that change the rules', () => {
   });
 
   test('respectPrivacySignals: false counts visitors who sent DNT', async () => {
-    const { server } = setup('connect', { respectPrivacySignals: false });
+    const { server } = setup(framework, { respectPrivacySignals: false });
     await browserGet(server, '/').set('DNT', '1').expect(200);
     await collector.waitFor(1);
   });
 
+  test('countStatus can count a 404 page; isBot can count a known bot', async () => {
+    const { middleware, server } = setup(framework, {
+      countStatus: (status) => status < 500,
+      isBot: (ua) => ua === undefined,
+    });
+    await request(server).get('/not-found').set('User-Agent', GOOGLEBOT_UA).expect(404);
+    await browserGet(server, '/').expect(200);
+    const events = await collector.waitFor(2);
+    await middleware.tracker.flush();
+    expect(events.map((e) => new URL(e.url!).pathname).sort()).toEqual(['/', '/not-found']);
+  });
+});
+
+describe('options that change the rules', () => {
   test('the debug log says why a request was not a pageview', async () => {
     const lines: string[] = [];
     const { server } = setup('express5', { logger: { debug: (m) => lines.push(m) } });
