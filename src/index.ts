@@ -2,6 +2,11 @@
 export { analytics } from './middleware.js';
 export type { AnalyticsMiddleware, TrackFunction, TrackOptions } from './middleware.js';
 export { createTracker } from './tracker.js';
+export { closeOnShutdown } from './shutdown.js';
+export type { CloseOnShutdownOptions } from './shutdown.js';
+export type { TrackerEvents, TrackerEventName, TrackerListener } from './delivery/events.js';
+export type { RequestAnalytics } from './request/context.js';
+export type { DeviceInfo } from './request/device.js';
 export type { CloseOptions, EventData, Tracker, Visitor, WireEvent } from './tracker.js';
 export type { AnalyticsOptions, PathPattern, TrackerOptions } from './options.js';
 export type { TrackerStats, FailReason, DropReason } from './delivery/engine.js';

@@ -12,8 +12,9 @@ export interface Logger {
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
-/** Warnings and errors to the console; debug and info are dropped. */
+/** Info, warnings and errors to the console; debug lines are dropped. */
 export const consoleLogger: Logger = {
+  info: (message) => console.info(message),
   warn: (message) => console.warn(message),
   error: (message) => console.error(message),
 };

@@ -25,7 +25,11 @@ import {
 
 /** Per-call options of `req.track`. */
 export interface TrackOptions {
-  /** The page the event happened on (absolute, or a path). Default: the page the visitor was on. */
+  /**
+   * The page the event happened on (absolute, or a path resolved on `siteUrl` or the request's
+   * origin). Default: the request's own URL for a page `GET`; otherwise the `Referer` when it
+   * is a page of this site; otherwise none (a standalone `siteUrl` fills it).
+   */
   url?: string;
   /** The page before it. */
   referrer?: string;
@@ -112,7 +116,7 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
       const path = pathOf(context.target);
       // A page GET happened on its own URL; a form post or API call on the page that made it.
       const isPage = req.method === 'GET' && !isApiPath(path) && !isAssetPath(path);
-      let url = isPage ? context.url : context.referrer;
+      let url = isPage ? context.url : context.sitePageReferrer;
       let referrer = isPage ? context.referrer : undefined;
       if (callOptions !== undefined && callOptions !== null) {
         if (callOptions.url !== undefined) url = absolutize(req, callOptions.url, context);

@@ -60,6 +60,37 @@ export interface TrackerOptions {
    */
   logger?: Logger | false;
   /**
+   * How many times a failed attempt (network error, timeout, 408, 5xx but 501/505) is retried.
+   * 429s do not count: they pause sending instead.
+   * @default 3
+   */
+  maxRetries?: number;
+  /**
+   * Milliseconds of the first retry's backoff ceiling; it doubles per retry (full jitter: the
+   * wait is random between 0 and the ceiling).
+   * @default 500
+   */
+  retryDelay?: number;
+  /**
+   * Largest backoff ceiling, in milliseconds.
+   * @default 30000
+   */
+  maxRetryDelay?: number;
+  /**
+   * Drop events of a visitor IP beyond the endpoint's limits (60 per 10 s, 5,000 per hour),
+   * which it would refuse anyway (dropped, reason `rate_limited`). Memory stays bounded
+   * however many IPs arrive.
+   * @default true
+   */
+  visitorRateLimit?: boolean;
+  /**
+   * A limit on all requests together, for setups where the endpoint sees the server's own IP:
+   * at most `limit` requests per `interval` milliseconds (e.g. `{ limit: 60, interval: 10000 }`).
+   * Requests wait rather than being dropped.
+   * @default undefined (no global limit)
+   */
+  globalRateLimit?: { limit: number; interval: number };
+  /**
    * Shorten the visitor's IP before it leaves the process: IPv4 to its /24 (`203.0.113.0`),
    * IPv6 to its /48. Geolocation keeps city-level precision at best.
    * @default false
@@ -175,6 +206,11 @@ export interface TrackerConfig {
   concurrency: number;
   maxQueueSize: number;
   timeoutMs: number;
+  maxRetries: number;
+  retryDelayMs: number;
+  maxRetryDelayMs: number;
+  visitorRateLimit: boolean;
+  globalRateLimit: { limit: number; interval: number } | undefined;
   anonymizeIp: boolean;
   reporter: Reporter;
   transport: Transport | undefined;
@@ -221,6 +257,11 @@ const TRACKER_KEYS = [
   'concurrency',
   'maxQueueSize',
   'timeout',
+  'maxRetries',
+  'retryDelay',
+  'maxRetryDelay',
+  'visitorRateLimit',
+  'globalRateLimit',
   'logger',
   'anonymizeIp',
   'transport',
@@ -232,6 +273,11 @@ const DELIVERY_KEYS = [
   'concurrency',
   'maxQueueSize',
   'timeout',
+  'maxRetries',
+  'retryDelay',
+  'maxRetryDelay',
+  'visitorRateLimit',
+  'globalRateLimit',
   'anonymizeIp',
   'transport',
 ] as const satisfies readonly (keyof TrackerOptions)[];
@@ -328,6 +374,11 @@ function buildTrackerConfig(opts: TrackerOptions, caller: string): TrackerConfig
     concurrency: integer(opts.concurrency, 'concurrency', 10, 1, 1000, caller),
     maxQueueSize: integer(opts.maxQueueSize, 'maxQueueSize', 10_000, 0, 10_000_000, caller),
     timeoutMs: integer(opts.timeout, 'timeout', 5000, 1, 600_000, caller),
+    maxRetries: integer(opts.maxRetries, 'maxRetries', 3, 0, 100, caller),
+    retryDelayMs: integer(opts.retryDelay, 'retryDelay', 500, 0, 600_000, caller),
+    maxRetryDelayMs: integer(opts.maxRetryDelay, 'maxRetryDelay', 30_000, 0, 3_600_000, caller),
+    visitorRateLimit: bool(opts.visitorRateLimit, 'visitorRateLimit', true, caller),
+    globalRateLimit: resolveGlobalRateLimit(opts.globalRateLimit, caller),
     anonymizeIp: bool(opts.anonymizeIp, 'anonymizeIp', false, caller),
     reporter: new Reporter(resolveLogger(opts.logger, caller)),
     transport: resolveTransport(opts.transport, caller),
@@ -465,6 +516,29 @@ function resolveTrust(value: unknown): TrustFunction | undefined {
       { cause: error },
     );
   }
+}
+
+function resolveGlobalRateLimit(
+  value: unknown,
+  caller: string,
+): { limit: number; interval: number } | undefined {
+  if (value === undefined) return undefined;
+  const v = value as { limit?: unknown; interval?: unknown } | null;
+  if (
+    typeof v === 'object' &&
+    v !== null &&
+    Object.keys(v).every((k) => k === 'limit' || k === 'interval') &&
+    Number.isInteger(v.limit) &&
+    (v.limit as number) >= 1 &&
+    Number.isInteger(v.interval) &&
+    (v.interval as number) >= 1
+  ) {
+    return { limit: v.limit as number, interval: v.interval as number };
+  }
+  throw new TypeError(
+    `zenovay-express: ${caller}() option \`globalRateLimit\` must be { limit, interval } with whole ` +
+      `numbers >= 1 (requests per milliseconds), e.g. { limit: 60, interval: 10000 }; got ${describe(value)}.`,
+  );
 }
 
 const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;

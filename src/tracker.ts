@@ -5,6 +5,7 @@
 import { isIP } from 'node:net';
 import { DeliveryEngine, type TrackerStats } from './delivery/engine.js';
 import { createHttpTransport } from './delivery/http-transport.js';
+import type { TrackerEventName, TrackerListener } from './delivery/events.js';
 import {
   describe,
   resolveTrackerOptions,
@@ -62,10 +63,17 @@ export interface Tracker {
   trackPageview(url: string, visitor?: Visitor): Promise<boolean>;
   /** Resolves when everything accepted so far is settled. */
   flush(): Promise<void>;
-  /** Stops intake, flushes, drops what is left at the timeout, releases sockets and timers. */
+  /**
+   * Stops intake, flushes, drops what is left at the timeout, releases sockets and timers.
+   * Rejects only for a bad `timeout` (a TypeError).
+   */
   close(options?: CloseOptions): Promise<void>;
   /** Counters; `enqueued = delivered + failed + dropped + queued + inFlight` at every moment. */
   stats(): TrackerStats;
+  /** Subscribes to `error`, `drop`, `retry` or `circuit`. Optional: nothing is thrown without listeners. */
+  on<K extends TrackerEventName>(name: K, listener: TrackerListener<K>): this;
+  /** Unsubscribes a listener given to `on`. */
+  off<K extends TrackerEventName>(name: K, listener: TrackerListener<K>): this;
 }
 
 /** Builds a standalone tracker (webhooks, jobs). Throws on bad options. */
@@ -88,6 +96,11 @@ export class ZenovayTracker implements Tracker {
       concurrency: config.concurrency,
       maxQueueSize: config.maxQueueSize,
       timeoutMs: config.timeoutMs,
+      maxRetries: config.maxRetries,
+      retryDelayMs: config.retryDelayMs,
+      maxRetryDelayMs: config.maxRetryDelayMs,
+      visitorRateLimit: config.visitorRateLimit,
+      globalRateLimit: config.globalRateLimit,
       transport: config.transport ?? createHttpTransport({ maxSockets: config.concurrency }),
       reporter: config.reporter,
     });
@@ -134,8 +147,10 @@ export class ZenovayTracker implements Tracker {
   close(options?: CloseOptions): Promise<void> {
     const timeout = options?.timeout ?? DEFAULT_CLOSE_TIMEOUT_MS;
     if (typeof timeout !== 'number' || !Number.isFinite(timeout) || timeout < 0) {
-      throw new TypeError(
-        `zenovay-express: close({ timeout }) must be a number of milliseconds >= 0, got ${describe(timeout)}.`,
+      return Promise.reject(
+        new TypeError(
+          `zenovay-express: close({ timeout }) must be a number of milliseconds >= 0, got ${describe(timeout)}.`,
+        ),
       );
     }
     return this.engine.close(timeout);
@@ -143,6 +158,16 @@ export class ZenovayTracker implements Tracker {
 
   stats(): TrackerStats {
     return this.engine.stats();
+  }
+
+  on<K extends TrackerEventName>(name: K, listener: TrackerListener<K>): this {
+    this.engine.events.on(name, listener);
+    return this;
+  }
+
+  off<K extends TrackerEventName>(name: K, listener: TrackerListener<K>): this {
+    this.engine.events.off(name, listener);
+    return this;
   }
 
   /** Serialises once, checks the size, and hands the event to the engine. */

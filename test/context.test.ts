@@ -32,7 +32,7 @@ function site(framework: Framework, options: AnalyticsOptions = {}) {
   return { middleware, server: buildSite(framework, middleware) };
 }
 
-/** The headers the endpoint may see, and nothing else (connection-level ones aside). */
+/** The headers the endpoint may see: visitor ones, our own Idempotency-Key, connection-level ones. */
 const ALLOWED = new Set([
   'content-type',
   'content-length',
@@ -43,6 +43,7 @@ const ALLOWED = new Set([
   'sec-ch-ua-platform',
   'host',
   'connection',
+  'idempotency-key',
 ]);
 
 function leakedHeaders(event: RecordedEvent): string[] {
@@ -321,5 +322,54 @@ describe('production warning for a private visitor IP', () => {
     await request(server).get('/').set('User-Agent', BROWSER_UA).expect(200);
     await middleware.tracker.flush();
     expect(warnings).toEqual([]);
+  });
+});
+
+describe('the page a form post or API call came from', () => {
+  test.each([
+    [
+      'a page of this site',
+      'https://shop.example/cart?utm_source=x&t=1',
+      'https://shop.example/cart?utm_source=x',
+    ],
+    ['another site', 'https://evil.example/phish', 'https://shop.example'],
+    ['no Referer', undefined, 'https://shop.example'],
+  ])('%s', async (_what, referer, expected) => {
+    const app = express();
+    app.use(mw({ siteUrl: 'https://shop.example' }));
+    app.post('/api/cart', (req, res) => {
+      void req.track('add_to_cart');
+      res.json({});
+    });
+    const call = request(app).post('/api/cart').set('User-Agent', BROWSER_UA);
+    if (referer) call.set('Referer', referer);
+    await call.expect(200);
+    const [event] = await collector.waitFor(1);
+    expect(event!.url).toBe(expected);
+  });
+
+  test('without siteUrl, the request origin decides', async () => {
+    const app = express();
+    app.use(mw());
+    app.post('/buy', (req, res) => {
+      void req.track('purchase');
+      res.json({});
+    });
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    const origin = `http://127.0.0.1:${(server.address() as import('node:net').AddressInfo).port}`;
+    await request(server)
+      .post('/buy')
+      .set('User-Agent', BROWSER_UA)
+      .set('Referer', `${origin}/checkout`)
+      .expect(200);
+    await request(server)
+      .post('/buy')
+      .set('User-Agent', BROWSER_UA)
+      .set('Referer', 'https://evil.example/')
+      .expect(200);
+    const events = await collector.waitFor(2);
+    server.close();
+    expect(events.map((e) => e.url).sort()).toEqual([`${origin}/checkout`, undefined].sort());
   });
 });

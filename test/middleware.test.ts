@@ -114,7 +114,7 @@ describe.each(FRAMEWORKS)('%s', (framework) => {
   });
 
   test('a POST is not a pageview, and req.track reports the purchase on the page it came from', async () => {
-    const { middleware, server } = setup(framework);
+    const { middleware, server } = setup(framework, { siteUrl: 'http://shop.test' });
     await request(server)
       .post('/checkout')
       .set('User-Agent', BROWSER_UA)
@@ -134,7 +134,7 @@ describe.each(FRAMEWORKS)('%s', (framework) => {
   });
 
   test('req.track works on API routes, which are not pageviews', async () => {
-    const { middleware, server } = setup(framework);
+    const { middleware, server } = setup(framework, { siteUrl: 'http://shop.test' });
     await browserGet(server, '/api/items').set('Referer', 'http://shop.test/list').expect(200);
     const [event] = await collector.waitFor(1);
     expect(event).toMatchObject({
@@ -304,6 +304,7 @@ describe('options that change the rules', () => {
       host: `http://127.0.0.1:${port}`,
       logger: false,
       timeout: 200,
+      maxRetries: 0,
     });
     const server = buildSite('express5', middleware);
     const started = Date.now();

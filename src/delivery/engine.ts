@@ -1,16 +1,21 @@
 /**
  * The delivery engine: owns every event's fate from the moment it is accepted. A bounded wait,
- * a concurrency limit (p-queue), a timeout per request, and exact accounting: at every moment
+ * a concurrency limit (p-queue), a timeout per attempt, retries with backoff, pauses for 429s,
+ * a circuit for outages, the endpoint's per-IP limits, and exact accounting: at every moment
  * `enqueued = delivered + failed + dropped + queued + inFlight`.
  */
+import { randomUUID } from 'node:crypto';
 import PQueue from 'p-queue';
 import type { Reporter } from '../logger.js';
-import type { Transport, TransportResponse } from './transport.js';
+import { Emitter } from './events.js';
+import { RateGuard } from './rate-guard.js';
+import { backoffDelay, classifyStatus, type AttemptResult } from './retry-policy.js';
+import type { Transport } from './transport.js';
 
 /** Why an event was given up after trying. */
-export type FailReason = 'rejected' | 'server_error' | 'timeout' | 'network';
+export type FailReason = 'rejected' | 'server_error' | 'timeout' | 'network' | 'rate_limited';
 /** Why an event was never sent. */
-export type DropReason = 'queue_full' | 'closed' | 'invalid';
+export type DropReason = 'queue_full' | 'rate_limited' | 'closed' | 'invalid';
 
 /** Counters of a tracker. */
 export interface TrackerStats {
@@ -24,7 +29,7 @@ export interface TrackerStats {
   dropped: number;
   /** Attempts beyond the first. */
   retries: number;
-  /** Waiting for a free connection. */
+  /** Waiting: for a free connection, a retry's backoff, or the end of a pause. */
   queued: number;
   /** Being sent right now. */
   inFlight: number;
@@ -33,6 +38,8 @@ export interface TrackerStats {
     failed: Record<FailReason, number>;
     dropped: Record<DropReason, number>;
   };
+  /** `'open'` while sending is paused because the endpoint is unreachable. */
+  circuit: 'closed' | 'open' | 'half_open';
 }
 
 export interface EngineOptions {
@@ -40,27 +47,55 @@ export interface EngineOptions {
   concurrency: number;
   maxQueueSize: number;
   timeoutMs: number;
+  maxRetries: number;
+  retryDelayMs: number;
+  maxRetryDelayMs: number;
+  visitorRateLimit: boolean;
+  globalRateLimit: { limit: number; interval: number } | undefined;
   transport: Transport;
   reporter: Reporter;
+  /** For tests: the jitter source. */
+  random?: () => number;
 }
 
+/** Consecutive connection failures (refused, reset, timed out) that open the circuit. */
+export const CIRCUIT_THRESHOLD = 5;
+/** First pause of an open circuit; doubles with each failed probe up to the maximum. */
+export const CIRCUIT_BASE_MS = 1000;
+export const CIRCUIT_MAX_MS = 60_000;
+/** How many 429s one event may meet before it fails (they do not use up its retries). */
+export const MAX_THROTTLES = 10;
+
+type JobState = 'queued' | 'retry_wait' | 'in_flight' | 'settled';
+
 interface Job {
+  id: string;
   headers: Record<string, string>;
   body: string;
-  started: boolean;
+  state: JobState;
+  retriesUsed: number;
+  throttles: number;
+  timer: NodeJS.Timeout | undefined;
   resolve: (delivered: boolean) => void;
   done: Promise<boolean>;
 }
 
 type Outcome =
   | { kind: 'delivered' }
-  | { kind: 'failed'; reason: FailReason }
+  | { kind: 'failed'; reason: FailReason; status?: number; message: string }
   | { kind: 'dropped'; reason: DropReason };
 
+const noop = () => undefined;
+
 export class DeliveryEngine {
+  readonly events = new Emitter();
   private readonly queue: PQueue;
   private readonly pending = new Set<Job>();
   private readonly shutdown = new AbortController();
+  /** The controllers of the attempts in flight, so that close() can abort them. */
+  private readonly attempts = new Set<AbortController>();
+  private readonly guard: RateGuard | undefined;
+  private readonly random: () => number;
   private closing: Promise<void> | undefined;
 
   private enqueued = 0;
@@ -73,46 +108,74 @@ export class DeliveryEngine {
     server_error: 0,
     timeout: 0,
     network: 0,
+    rate_limited: 0,
   };
-  private readonly dropped: Record<DropReason, number> = { queue_full: 0, closed: 0, invalid: 0 };
+  private readonly dropped: Record<DropReason, number> = {
+    queue_full: 0,
+    rate_limited: 0,
+    closed: 0,
+    invalid: 0,
+  };
+
+  /** Set while sending is paused because the endpoint answered 429. */
+  private throttleTimer: NodeJS.Timeout | undefined;
+  private circuit: 'closed' | 'open' | 'half_open' = 'closed';
+  private connectionFailures = 0;
+  private circuitOpenings = 0;
+  private circuitTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: EngineOptions) {
-    this.queue = new PQueue({ concurrency: options.concurrency });
-  }
-
-  /** True once `close()` was called: new events are dropped. */
-  get closed(): boolean {
-    return this.closing !== undefined;
+    const rate = options.globalRateLimit;
+    this.queue = new PQueue({
+      concurrency: options.concurrency,
+      ...(rate ? { intervalCap: rate.limit, interval: rate.interval } : {}),
+    });
+    this.guard = options.visitorRateLimit ? new RateGuard() : undefined;
+    this.random = options.random ?? Math.random;
   }
 
   /** Accepts a serialised event. Never rejects: true once the endpoint answered 2xx. */
   submit(body: string, headers: Record<string, string>): Promise<boolean> {
     this.enqueued++;
-    if (this.closing) return this.settleNow({ kind: 'dropped', reason: 'closed' });
-    const { maxQueueSize, concurrency } = this.options;
-    if (this.waiting >= maxQueueSize && this.waiting + this.inFlight >= concurrency) {
+    if (this.closing) return this.dropNow('closed');
+    const ip = headers['x-forwarded-for'];
+    if (this.guard && ip !== undefined && !this.guard.allow(ip)) {
       this.options.reporter.warn(
-        'ZENOVAY_QUEUE_FULL',
-        `${maxQueueSize} events are already waiting to be sent; new events are dropped until the ` +
-          'queue drains. The endpoint may be slow or unreachable; raise `maxQueueSize` or `concurrency` if it is not.',
+        'ZENOVAY_RATE_LIMITED',
+        `a visitor IP passed the endpoint's limit (60 events per 10 s, 5,000 per hour); its events ` +
+          'are dropped until the window ends, as the endpoint would refuse them.',
       );
-      return this.settleNow({ kind: 'dropped', reason: 'queue_full' });
+      return this.dropNow('rate_limited');
+    }
+    if (this.waiting >= this.options.maxQueueSize && !this.startsRightAway()) {
+      this.reportQueueFull();
+      return this.dropNow('queue_full');
     }
 
     let resolve!: (delivered: boolean) => void;
     const done = new Promise<boolean>((r) => (resolve = r));
-    const job: Job = { headers, body, started: false, resolve, done };
+    const id = randomUUID();
+    const job: Job = {
+      id,
+      headers: { ...headers, 'idempotency-key': id },
+      body,
+      state: 'queued',
+      retriesUsed: 0,
+      throttles: 0,
+      timer: undefined,
+      resolve,
+      done,
+    };
     this.pending.add(job);
     this.waiting++;
-    // The queue's own promise is not used: a cleared job would leave it pending forever.
-    this.queue.add(() => this.run(job)).catch(() => undefined);
+    this.enqueue(job, 0);
     return done;
   }
 
   /** Counts an event that never reached the queue (bad input): enqueued and dropped at once. */
   reject(reason: DropReason): Promise<boolean> {
     this.enqueued++;
-    return this.settleNow({ kind: 'dropped', reason });
+    return this.dropNow(reason);
   }
 
   /** Resolves when every event accepted before the call is settled. Never rejects. */
@@ -121,8 +184,9 @@ export class DeliveryEngine {
   }
 
   /**
-   * Stops intake, delivers what is waiting and in flight, and at `timeoutMs` drops what is left
-   * (reason `closed`); then releases the transport's sockets. Idempotent.
+   * Stops intake, delivers what is waiting and in flight (retries without waiting out their
+   * backoff, one probe through an open circuit), and at `timeoutMs` drops what is left (reason
+   * `closed`); then releases the transport's sockets and every timer. Idempotent.
    */
   close(timeoutMs: number): Promise<void> {
     this.closing ??= this.shutDown(timeoutMs);
@@ -130,21 +194,309 @@ export class DeliveryEngine {
   }
 
   stats(): TrackerStats {
-    const failed = sum(this.failed);
-    const dropped = sum(this.dropped);
     return {
       enqueued: this.enqueued,
       delivered: this.delivered,
-      failed,
-      dropped,
+      failed: sum(this.failed),
+      dropped: sum(this.dropped),
       retries: this.retries,
       queued: this.waiting,
       inFlight: this.inFlight,
       reasons: { failed: { ...this.failed }, dropped: { ...this.dropped } },
+      circuit: this.circuit,
     };
   }
 
+  // ---- the life of a job -------------------------------------------------------------------
+
+  private enqueue(job: Job, priority: number): void {
+    job.state = 'queued';
+    // The queue's own promise is not used: a cleared job would leave it pending forever.
+    this.queue.add(() => this.run(job), { priority }).catch(noop);
+  }
+
+  private startsRightAway(): boolean {
+    const q = this.queue;
+    return !q.isPaused && q.size === 0 && q.pending < q.concurrency && !q.isRateLimited;
+  }
+
+  private async run(job: Job): Promise<void> {
+    if (job.state !== 'queued') return; // settled while it waited (close)
+    job.state = 'in_flight';
+    this.waiting--;
+    this.inFlight++;
+    let result: AttemptResult;
+    let snippet = '';
+    // One controller per attempt, aborted by its own timer or by close(): AbortSignal.timeout()
+    // combined with AbortSignal.any() can be collected before it fires on Node 20.
+    const controller = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      controller.abort();
+    }, this.options.timeoutMs);
+    this.attempts.add(controller);
+    try {
+      const response = await this.options.transport.send(
+        { url: this.options.endpoint, headers: job.headers, body: job.body },
+        controller.signal,
+      );
+      snippet = (response.body ?? '').slice(0, 200);
+      result = classifyStatus(response.status, response.retryAfter, Date.now());
+    } catch (error) {
+      result = timedOut ? { kind: 'timeout' } : this.classifyError(error);
+    } finally {
+      clearTimeout(timer);
+      this.attempts.delete(controller);
+    }
+    this.inFlight--;
+    if (this.shutdown.signal.aborted && result.kind !== 'delivered') {
+      this.settle(job, { kind: 'dropped', reason: 'closed' });
+      return;
+    }
+    this.handle(job, result, snippet);
+  }
+
+  private handle(job: Job, result: AttemptResult, snippet: string): void {
+    const body = snippet ? ` (${snippet})` : '';
+    switch (result.kind) {
+      case 'delivered':
+        this.connectionSucceeded();
+        this.settle(job, { kind: 'delivered' });
+        return;
+      case 'permanent': {
+        this.connectionSucceeded();
+        const hint =
+          result.status === 404
+            ? ' A 404 most likely means the tracking code is wrong: check `trackingCode` / ZENOVAY_TRACKING_CODE.'
+            : '';
+        const message = `the tracking endpoint refused an event with ${result.status}${body}.${hint}`;
+        this.options.reporter.error(`ZENOVAY_HTTP_${result.status}`, message);
+        this.settle(job, { kind: 'failed', reason: 'rejected', status: result.status, message });
+        return;
+      }
+      case 'throttled': {
+        this.connectionSucceeded();
+        job.throttles++;
+        const message = `the tracking endpoint answered 429 (too many requests)${body}.`;
+        if (job.throttles > MAX_THROTTLES) {
+          this.options.reporter.warn(
+            'ZENOVAY_HTTP_429',
+            `${message} An event met it ${MAX_THROTTLES} times and was given up.`,
+          );
+          this.settle(job, { kind: 'failed', reason: 'rate_limited', status: 429, message });
+          return;
+        }
+        const pauseMs =
+          result.retryAfterMs ??
+          backoffDelay(
+            job.throttles - 1,
+            this.options.retryDelayMs,
+            this.options.maxRetryDelayMs,
+            this.random,
+          );
+        this.options.reporter.warn(
+          'ZENOVAY_HTTP_429',
+          `${message} Sending pauses for ${pauseMs} ms.`,
+        );
+        this.pauseForThrottle(pauseMs);
+        this.requeue(job, 0, 'rate_limited');
+        return;
+      }
+      case 'server_error': {
+        const message = `the tracking endpoint answered ${result.status}${body}.`;
+        this.options.reporter.warn(`ZENOVAY_HTTP_${result.status}`, message);
+        this.retryOrFail(job, 'server_error', message, result.status);
+        return;
+      }
+      case 'timeout': {
+        this.connectionFailed();
+        const message = `the tracking endpoint did not answer within ${this.options.timeoutMs} ms.`;
+        this.options.reporter.warn('ZENOVAY_TIMEOUT', message);
+        this.retryOrFail(job, 'timeout', message);
+        return;
+      }
+      case 'network': {
+        this.connectionFailed();
+        const message = `could not reach the tracking endpoint ${this.options.endpoint}: ${result.message}`;
+        this.options.reporter.warn('ZENOVAY_NETWORK', message);
+        this.retryOrFail(job, 'network', message);
+      }
+    }
+  }
+
+  private retryOrFail(job: Job, reason: FailReason, message: string, status?: number): void {
+    if (job.retriesUsed >= this.options.maxRetries) {
+      this.settle(job, { kind: 'failed', reason, message, ...(status ? { status } : {}) });
+      return;
+    }
+    const delay = this.closing
+      ? 0
+      : backoffDelay(
+          job.retriesUsed,
+          this.options.retryDelayMs,
+          this.options.maxRetryDelayMs,
+          this.random,
+        );
+    job.retriesUsed++;
+    this.requeue(job, delay, reason);
+  }
+
+  /** Puts a job back to wait (after `delay` ms), within the queue's bound. */
+  private requeue(job: Job, delay: number, reason: FailReason): void {
+    if (this.waiting >= this.options.maxQueueSize) {
+      this.reportQueueFull();
+      this.settle(job, { kind: 'dropped', reason: 'queue_full' });
+      return;
+    }
+    this.retries++;
+    this.waiting++;
+    this.events.emit('retry', {
+      reason,
+      attempt: job.retriesUsed + job.throttles + 1,
+      delayMs: delay,
+      id: job.id,
+    });
+    if (delay <= 0) {
+      this.enqueue(job, 1);
+      return;
+    }
+    job.state = 'retry_wait';
+    job.timer = setTimeout(() => {
+      job.timer = undefined;
+      this.enqueue(job, 1);
+    }, delay);
+  }
+
+  private classifyError(error: unknown): AttemptResult {
+    const name = (error as { name?: string } | null)?.name;
+    if (name === 'TimeoutError') return { kind: 'timeout' };
+    const message = (error as { message?: string } | null)?.message ?? String(error);
+    return { kind: 'network', message };
+  }
+
+  private dropNow(reason: DropReason): Promise<boolean> {
+    this.dropped[reason]++;
+    this.events.emit('drop', { reason });
+    return Promise.resolve(false);
+  }
+
+  private settle(job: Job, outcome: Outcome): void {
+    if (job.state === 'settled') return;
+    job.state = 'settled';
+    this.pending.delete(job);
+    if (outcome.kind === 'delivered') {
+      this.delivered++;
+    } else if (outcome.kind === 'failed') {
+      this.failed[outcome.reason]++;
+      this.events.emit('error', {
+        reason: outcome.reason,
+        message: outcome.message,
+        id: job.id,
+        ...(outcome.status ? { status: outcome.status } : {}),
+      });
+    } else {
+      this.dropped[outcome.reason]++;
+      this.events.emit('drop', { reason: outcome.reason, id: job.id });
+    }
+    job.resolve(outcome.kind === 'delivered');
+  }
+
+  private reportQueueFull(): void {
+    this.options.reporter.warn(
+      'ZENOVAY_QUEUE_FULL',
+      `${this.options.maxQueueSize} events are already waiting to be sent; new events are dropped until ` +
+        'the queue drains. The endpoint may be slow or unreachable; raise `maxQueueSize` or `concurrency` if it is not.',
+    );
+  }
+
+  // ---- pauses: 429s and the circuit -------------------------------------------------------
+
+  private pauseForThrottle(ms: number): void {
+    if (this.throttleTimer) clearTimeout(this.throttleTimer);
+    this.throttleTimer = setTimeout(() => {
+      this.throttleTimer = undefined;
+      this.updateGate();
+    }, ms);
+    this.updateGate();
+  }
+
+  private connectionFailed(): void {
+    this.connectionFailures++;
+    if (
+      this.circuit === 'half_open' ||
+      (this.circuit === 'closed' && this.connectionFailures >= CIRCUIT_THRESHOLD)
+    ) {
+      this.openCircuit();
+    }
+  }
+
+  private connectionSucceeded(): void {
+    this.connectionFailures = 0;
+    if (this.circuit === 'closed') return;
+    this.circuit = 'closed';
+    this.circuitOpenings = 0;
+    if (this.circuitTimer) clearTimeout(this.circuitTimer);
+    this.circuitTimer = undefined;
+    this.options.reporter.info(
+      'ZENOVAY_CIRCUIT_CLOSED',
+      'the tracking endpoint answers again; sending resumed.',
+    );
+    this.events.emit('circuit', { state: 'closed', failures: 0 });
+    this.updateGate();
+  }
+
+  private openCircuit(): void {
+    const retryInMs = this.closing
+      ? 0
+      : Math.min(CIRCUIT_MAX_MS, CIRCUIT_BASE_MS * 2 ** this.circuitOpenings);
+    this.circuitOpenings++;
+    const wasClosed = this.circuit === 'closed';
+    this.circuit = 'open';
+    if (wasClosed) {
+      this.options.reporter.warn(
+        'ZENOVAY_CIRCUIT_OPEN',
+        `${this.connectionFailures} attempts in a row could not reach the tracking endpoint; sending ` +
+          `pauses and probes again with backoff. Events wait in the queue (up to maxQueueSize).`,
+      );
+      this.events.emit('circuit', { state: 'open', failures: this.connectionFailures, retryInMs });
+    }
+    if (this.circuitTimer) clearTimeout(this.circuitTimer);
+    this.circuitTimer = setTimeout(() => {
+      this.circuitTimer = undefined;
+      this.circuit = 'half_open';
+      this.updateGate();
+    }, retryInMs);
+    this.updateGate();
+  }
+
+  /** Pauses or runs the queue, with one request at a time while the circuit probes. */
+  private updateGate(): void {
+    const paused = this.throttleTimer !== undefined || this.circuit === 'open';
+    const concurrency = this.circuit === 'half_open' ? 1 : this.options.concurrency;
+    if (this.queue.concurrency !== concurrency) this.queue.concurrency = concurrency;
+    if (paused) this.queue.pause();
+    else this.queue.start();
+  }
+
+  // ---- shutdown ---------------------------------------------------------------------------
+
   private async shutDown(timeoutMs: number): Promise<void> {
+    // Last chance: retries go now, and an open circuit gets its probe.
+    for (const job of this.pending) {
+      if (job.state === 'retry_wait') {
+        clearTimeout(job.timer);
+        job.timer = undefined;
+        this.enqueue(job, 1);
+      }
+    }
+    if (this.circuit === 'open') {
+      if (this.circuitTimer) clearTimeout(this.circuitTimer);
+      this.circuitTimer = undefined;
+      this.circuit = 'half_open';
+      this.updateGate();
+    }
+
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(resolve, timeoutMs, 'timeout');
@@ -154,94 +506,21 @@ export class DeliveryEngine {
     if (result === 'timeout') {
       this.queue.clear();
       for (const job of this.pending) {
-        if (!job.started) {
+        if (job.state === 'queued' || job.state === 'retry_wait') {
+          clearTimeout(job.timer);
           this.waiting--;
           this.settle(job, { kind: 'dropped', reason: 'closed' });
         }
       }
       this.shutdown.abort();
+      for (const controller of this.attempts) controller.abort();
       await this.flush();
     }
+    if (this.throttleTimer) clearTimeout(this.throttleTimer);
+    if (this.circuitTimer) clearTimeout(this.circuitTimer);
+    this.throttleTimer = undefined;
+    this.circuitTimer = undefined;
     await this.options.transport.close?.();
-  }
-
-  private async run(job: Job): Promise<void> {
-    job.started = true;
-    this.waiting--;
-    this.inFlight++;
-    let outcome: Outcome;
-    try {
-      const signal = AbortSignal.any([
-        AbortSignal.timeout(this.options.timeoutMs),
-        this.shutdown.signal,
-      ]);
-      const response = await this.options.transport.send(
-        { url: this.options.endpoint, headers: job.headers, body: job.body },
-        signal,
-      );
-      outcome = this.judge(response);
-    } catch (error) {
-      outcome = this.judgeError(error);
-    }
-    this.inFlight--;
-    this.settle(job, outcome);
-  }
-
-  private judge(response: TransportResponse): Outcome {
-    const { status } = response;
-    if (status >= 200 && status < 300) return { kind: 'delivered' };
-    const body = (response.body ?? '').slice(0, 200);
-    if (status === 429 || status >= 500) {
-      this.options.reporter.warn(
-        `ZENOVAY_HTTP_${status}`,
-        `the tracking endpoint answered ${status}${body ? ` (${body})` : ''}; the event was not recorded.`,
-      );
-      return { kind: 'failed', reason: 'server_error' };
-    }
-    const hint =
-      status === 404
-        ? ' A 404 most likely means the tracking code is wrong: check `trackingCode` / ZENOVAY_TRACKING_CODE.'
-        : '';
-    this.options.reporter.error(
-      `ZENOVAY_HTTP_${status}`,
-      `the tracking endpoint refused an event with ${status}${body ? ` (${body})` : ''}.${hint}`,
-    );
-    return { kind: 'failed', reason: 'rejected' };
-  }
-
-  private judgeError(error: unknown): Outcome {
-    if (this.shutdown.signal.aborted) return { kind: 'dropped', reason: 'closed' };
-    const name = (error as { name?: string } | null)?.name;
-    if (name === 'TimeoutError' || name === 'AbortError') {
-      this.options.reporter.warn(
-        'ZENOVAY_TIMEOUT',
-        `the tracking endpoint did not answer within ${this.options.timeoutMs} ms; the event was given up.`,
-      );
-      return { kind: 'failed', reason: 'timeout' };
-    }
-    const message = (error as { message?: string } | null)?.message ?? String(error);
-    this.options.reporter.warn(
-      'ZENOVAY_NETWORK',
-      `could not reach the tracking endpoint ${this.options.endpoint}: ${message}`,
-    );
-    return { kind: 'failed', reason: 'network' };
-  }
-
-  private settleNow(outcome: Outcome): Promise<boolean> {
-    this.count(outcome);
-    return Promise.resolve(false);
-  }
-
-  private settle(job: Job, outcome: Outcome): void {
-    this.pending.delete(job);
-    this.count(outcome);
-    job.resolve(outcome.kind === 'delivered');
-  }
-
-  private count(outcome: Outcome): void {
-    if (outcome.kind === 'delivered') this.delivered++;
-    else if (outcome.kind === 'failed') this.failed[outcome.reason]++;
-    else this.dropped[outcome.reason]++;
   }
 }
 

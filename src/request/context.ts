@@ -9,7 +9,7 @@ import { isBotRequest } from './bots.js';
 import { ipFromHeader, resolveClientIp } from './client-ip.js';
 import { parseDevice, type DeviceInfo } from './device.js';
 import { clientHintsOf, type ClientHints } from './forwarded-headers.js';
-import { pageUrl, referrerUrl } from './page-url.js';
+import { pageUrl, referrerUrl, requestOrigin } from './page-url.js';
 import { trustFor, type TrustFunction } from './trust.js';
 
 /** The resolved context of a request, as `req.analytics`. */
@@ -80,6 +80,20 @@ export class RequestContext implements RequestAnalytics {
       this._referrer = referrerUrl(this.req.headers.referer, this.config.queryPolicy);
     }
     return this._referrer;
+  }
+
+  /**
+   * The referrer when it is a page of this site (same origin as `siteUrl`, or as the request):
+   * the page a form post or API call came from. Undefined for another site's page.
+   */
+  get sitePageReferrer(): string | undefined {
+    const referrer = this.referrer;
+    if (referrer === undefined) return undefined;
+    const site = this.config.siteUrl ?? requestOrigin(this.req, this.trust);
+    if (site === undefined) return undefined;
+    return referrer === site || referrer.startsWith(`${site}/`) || referrer.startsWith(`${site}?`)
+      ? referrer
+      : undefined;
   }
 
   get isBot(): boolean {

@@ -20,20 +20,43 @@ export interface RecordedEvent {
   receivedAt: number;
 }
 
-/** What the collector answers: a status, optional headers and body. */
+/** What the collector answers: a status, optional headers and body, optionally late. */
 export interface CollectorResponse {
   status: number;
   headers?: Record<string, string>;
   body?: string;
+  /** Answer only after this many milliseconds (to be slower than a client's timeout). */
+  delayMs?: number;
 }
+
+/**
+ * A fault instead of an answer: `'hang'` never answers (the event is not recorded); `'reset'`
+ * records the event, starts a 200 answer and cuts the connection mid-response (the client never
+ * learns that the event arrived).
+ */
+export type CollectorFault = 'hang' | 'reset';
+
+/** One answer of the collector: a status, a full response, or a fault. */
+export type CollectorAnswer = number | CollectorResponse | CollectorFault;
 
 export interface TestCollectorOptions {
   /**
-   * How to answer each valid event (`index` counts from 0). Events answered with a non-2xx
-   * status are not recorded in `events`.
-   * @default always 202
+   * How to answer each valid event (`index` counts from 0): a status, a response, or a fault.
+   * Only events answered 2xx (or `'reset'`) are recorded in `events`.
+   * @default `sequence`, then 202
    */
-  respond?: (event: RecordedEvent, index: number) => CollectorResponse | number;
+  respond?: (event: RecordedEvent, index: number) => CollectorAnswer;
+  /**
+   * A script of answers for the first requests, in order (`[503, 503, 202]`,
+   * `[{ status: 429, headers: { 'retry-after': '1' } }]`, `['hang']`); then 202.
+   * @default []
+   */
+  sequence?: readonly CollectorAnswer[];
+  /**
+   * Port to listen on (127.0.0.1). Reuse a closed collector's port to test recovery.
+   * @default a free port
+   */
+  port?: number;
   /** Called for every recorded event (the example app prints them). */
   onEvent?: (event: RecordedEvent) => void;
 }
@@ -99,21 +122,41 @@ export async function createTestCollector(
         answer(res, { status: 400, body: '{"error":"invalid event"}' });
         return;
       }
-      const reply = options.respond ? options.respond(event, validCount) : 202;
+      const reply = options.respond
+        ? options.respond(event, validCount)
+        : (options.sequence?.[validCount] ?? 202);
       validCount++;
-      const response = typeof reply === 'number' ? { status: reply } : reply;
-      if (response.status >= 200 && response.status < 300) {
-        events.push(event);
-        options.onEvent?.(event);
-        for (const waiter of waiters) waiter.check();
+      if (reply === 'hang') return;
+      if (reply === 'reset') {
+        record(event);
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': '100' });
+        res.write('{"ok":');
+        setImmediate(() => res.destroy());
+        return;
       }
-      answer(res, response);
+      const response = typeof reply === 'number' ? { status: reply } : reply;
+      const finish = () => {
+        if (response.status >= 200 && response.status < 300) record(event);
+        answer(res, response);
+      };
+      if (response.delayMs) setTimeout(finish, response.delayMs);
+      else finish();
     });
   });
 
+  function record(event: RecordedEvent): void {
+    events.push(event);
+    try {
+      options.onEvent?.(event);
+    } catch {
+      // A failing onEvent must not take the collector (or the test process) down.
+    }
+    for (const waiter of waiters) waiter.check();
+  }
+
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
+    server.listen(options.port ?? 0, '127.0.0.1', () => resolve());
   });
   const { port } = server.address() as AddressInfo;
 
@@ -166,6 +209,7 @@ export async function createTestCollector(
 }
 
 function answer(res: http.ServerResponse, response: CollectorResponse): void {
+  if (res.destroyed) return;
   res.writeHead(response.status, { 'content-type': 'application/json', ...response.headers });
   res.end(response.body ?? (response.status < 300 ? '{"ok":true}' : '{"error":"refused"}'));
 }

@@ -1,6 +1,8 @@
 /** `zenovay-express/testing`: the public testing kit. */
 export { createTestCollector } from './collector.js';
 export type {
+  CollectorAnswer,
+  CollectorFault,
   CollectorResponse,
   RecordedEvent,
   TestCollector,
