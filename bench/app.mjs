@@ -1,0 +1,83 @@
+/**
+ * The app under test, in its own process: Express 5 serving a small HTML page, with one of
+ *   none     no tracking
+ *   fetch    the endpoint documentation's approach: one global fetch per pageview (our code)
+ *   package  app.use(analytics()) from this package's build
+ * GET /__stats reports memory, event-loop utilisation and the tracker's stats.
+ * Prints {"port":N} when ready.
+ */
+import http from 'node:http';
+import { performance } from 'node:perf_hooks';
+import express from 'express';
+import { analytics } from '../dist/index.js';
+
+const [variant = 'none', sinkUrl = 'http://127.0.0.1:9'] = process.argv.slice(2);
+const app = express();
+let tracker;
+
+if (variant === 'package') {
+  const middleware = analytics({
+    trackingCode: 'bench',
+    host: sinkUrl,
+    logger: false,
+    // Every request comes from 127.0.0.1: the per-visitor guard would (rightly) drop them.
+    visitorRateLimit: false,
+  });
+  tracker = middleware.tracker;
+  app.use(middleware);
+} else if (variant === 'fetch') {
+  // What the endpoint's documentation shows: skip assets and /api/, then fetch per pageview.
+  app.use((req, res, next) => {
+    if (!/\.(js|css|png|jpg|ico)$/.test(req.path) && !req.path.startsWith('/api/')) {
+      fetch(`${sinkUrl}/e/bench`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'user-agent': req.headers['user-agent'] ?? '',
+          'x-forwarded-for': req.ip ?? '',
+        },
+        body: JSON.stringify({
+          type: 'pageview',
+          url: `http://${req.headers.host}${req.originalUrl}`,
+        }),
+      }).catch(() => undefined);
+    }
+    next();
+  });
+} else if (variant !== 'none') {
+  throw new Error(`unknown variant ${variant}`);
+}
+
+const page = `<!doctype html><html><head><title>Widget</title></head><body><h1>Widget</h1>${'<p>A fine widget for every purpose.</p>'.repeat(20)}</body></html>`;
+let served = 0;
+app.get('/', (_req, res) => {
+  served++;
+  res.type('html').send(page);
+});
+
+let elu = performance.eventLoopUtilization();
+app.get('/__stats', (_req, res) => {
+  const now = performance.eventLoopUtilization();
+  const delta = performance.eventLoopUtilization(now, elu);
+  elu = now;
+  const mem = process.memoryUsage();
+  res.json({
+    served,
+    rss: mem.rss,
+    heapUsed: mem.heapUsed,
+    elu: delta.utilization,
+    active: delta.active,
+    tracker: tracker?.stats(),
+  });
+});
+
+const server = http.createServer(app);
+server.keepAliveTimeout = 30_000;
+server.listen(0, '127.0.0.1', () => {
+  process.stdout.write(`${JSON.stringify({ port: server.address().port })}\n`);
+});
+process.on('SIGTERM', async () => {
+  server.close();
+  await tracker?.close({ timeout: 500 });
+  process.exit(0);
+});

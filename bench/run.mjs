@@ -1,0 +1,251 @@
+/**
+ * `npm run bench`: measures side by side, in one run, interleaved (A B C A B C ...):
+ *   1. an Express app without tracking, with the documented one-fetch-per-pageview approach,
+ *      and with this package: requests/s, p50/p99 latency, events that reached the sink;
+ *   2. the main thread's cost per tracked request, at a fixed request rate (event-loop time);
+ *   3. an outage: the endpoint black-holed under sustained load, against a healthy endpoint
+ *      (p99 latency and the app's memory growth);
+ *   4. the delivery throughput of one standalone tracker.
+ * Prints medians and ratios and writes them to bench/results/latest.md.
+ *
+ * Environment: BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_CONNECTIONS (50), BENCH_RATE (1000).
+ */
+import { spawn } from 'node:child_process';
+import { writeFileSync, mkdirSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
+const RATE = Number(process.env.BENCH_RATE ?? 1000);
+const UA =
+  'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36';
+
+const children = new Set();
+process.on('exit', () => children.forEach((c) => c.kill('SIGKILL')));
+
+/** Starts a bench script in its own process and waits for the port it prints. */
+function start(script, args) {
+  const child = spawn(process.execPath, [path.join(here, script), ...args], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  children.add(child);
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+      const line = out.split('\n')[0];
+      if (out.includes('\n')) {
+        const { port } = JSON.parse(line);
+        resolve({
+          url: `http://127.0.0.1:${port}`,
+          stop: () =>
+            new Promise((r) => {
+              child.once('exit', r);
+              child.kill('SIGTERM');
+              children.delete(child);
+            }),
+        });
+      }
+    });
+    child.once('exit', (code) =>
+      reject(new Error(`${script} exited with ${code} before it was ready`)),
+    );
+  });
+}
+
+const getJson = async (url) => (await fetch(url)).json();
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+function load(url, options = {}) {
+  return autocannon({
+    url: `${url}/`,
+    connections: CONNECTIONS,
+    duration: SECONDS,
+    headers: { 'user-agent': UA, accept: 'text/html' },
+    ...options,
+  });
+}
+
+async function sinkCount(sink) {
+  return (await getJson(`${sink.url}/count`)).count;
+}
+
+// ---- 1. throughput and latency ------------------------------------------------------------
+
+async function throughputCase(variant, sink) {
+  const app = await start('app.mjs', [variant, sink.url]);
+  const before = await sinkCount(sink);
+  await load(app.url, { duration: 1 });
+  const main = await load(app.url);
+  await sleep(1500); // let the last events drain
+  const events = (await sinkCount(sink)) - before;
+  const { served } = await getJson(`${app.url}/__stats`);
+  await app.stop();
+  return {
+    rps: main.requests.average,
+    p50: main.latency.p50,
+    p99: main.latency.p99,
+    served,
+    events,
+    errors: main.errors + main.timeouts + main.non2xx,
+  };
+}
+
+// ---- 2. main-thread cost at a fixed rate --------------------------------------------------
+
+async function costCase(variant, sink) {
+  const app = await start('app.mjs', [variant, sink.url]);
+  await load(app.url, { duration: 1 });
+  await sleep(200);
+  await getJson(`${app.url}/__stats`); // starts the measured window
+  const run = await load(app.url, { connections: 10, overallRate: RATE });
+  const stats = await getJson(`${app.url}/__stats`);
+  await app.stop();
+  return { activeMs: stats.active, requests: run['2xx'] };
+}
+
+// ---- 3. outage ----------------------------------------------------------------------------
+
+async function outageCase(sink) {
+  const app = await start('app.mjs', ['package', sink.url]);
+  await load(app.url, { duration: 1 });
+  const baseline = await getJson(`${app.url}/__stats`);
+  const main = await load(app.url);
+  const after = await getJson(`${app.url}/__stats`);
+  await app.stop();
+  return {
+    rps: main.requests.average,
+    p99: main.latency.p99,
+    rssGrowthMb: (after.rss - baseline.rss) / 2 ** 20,
+    heapGrowthMb: (after.heapUsed - baseline.heapUsed) / 2 ** 20,
+    tracker: after.tracker,
+  };
+}
+
+// ---- 4. standalone delivery throughput ----------------------------------------------------
+
+async function deliveryCase(sink) {
+  const child = spawn(process.execPath, [path.join(here, 'throughput.mjs'), sink.url, '30000'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  await new Promise((r) => child.once('exit', r));
+  const { events, ms, delivered } = JSON.parse(out);
+  return { eventsPerSecond: (events / ms) * 1000, delivered, events };
+}
+
+// ---- run ----------------------------------------------------------------------------------
+
+const fmt = (n, digits = 0) =>
+  Number(n).toLocaleString('en-US', {
+    maximumFractionDigits: digits,
+    minimumFractionDigits: digits,
+  });
+
+async function main() {
+  const sink = await start('sink.mjs', ['ok']);
+  const blackhole = await start('sink.mjs', ['blackhole']);
+  const variants = ['none', 'fetch', 'package'];
+  const results = Object.fromEntries(variants.map((v) => [v, []]));
+  const cost = { none: [], package: [] };
+  const outage = { healthy: [], outage: [] };
+  const delivery = [];
+
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const v of variants) {
+      const r = await throughputCase(v, sink);
+      results[v].push(r);
+      console.error(
+        `round ${round} ${v}: ${fmt(r.rps)} req/s, p99 ${r.p99} ms, events ${r.events}/${r.served}`,
+      );
+    }
+    for (const v of ['none', 'package']) cost[v].push(await costCase(v, sink));
+    outage.healthy.push(await outageCase(sink));
+    outage.outage.push(await outageCase(blackhole));
+    const o = outage.outage.at(-1);
+    console.error(`round ${round} outage: p99 ${o.p99} ms, rss +${fmt(o.rssGrowthMb, 1)} MB`);
+    delivery.push(await deliveryCase(sink));
+  }
+  await sink.stop();
+  await blackhole.stop();
+
+  const none = results.none;
+  const ratio = (v, key) => median(results[v].map((r, i) => r[key] / none[i][key]));
+  const lines = [];
+  lines.push('# Benchmark results', '');
+  lines.push(
+    `Node ${process.version}, ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? 'unknown'}), ` +
+      `${ROUNDS} rounds interleaved, ${SECONDS} s per case, ${CONNECTIONS} connections. Medians; ` +
+      'ratios are the median of the per-round ratios to "no tracking" measured in the same round.',
+    '',
+  );
+  lines.push('## Express app, every page tracked', '');
+  lines.push(
+    '| approach | requests/s | vs none | p50 ms | p99 ms | p99 vs none | events at sink / requests |',
+  );
+  lines.push('| --- | --- | --- | --- | --- | --- | --- |');
+  const label = {
+    none: 'no tracking',
+    fetch: 'one `fetch` per pageview (documented approach)',
+    package: 'zenovay-express',
+  };
+  for (const v of variants) {
+    const rs = results[v];
+    const delivered =
+      v === 'none' ? '-' : `${fmt(median(rs.map((r) => (100 * r.events) / r.served)), 2)} %`;
+    lines.push(
+      `| ${label[v]} | ${fmt(median(rs.map((r) => r.rps)))} | ${fmt(ratio(v, 'rps'), 2)} | ${fmt(median(rs.map((r) => r.p50)), 1)} | ${fmt(median(rs.map((r) => r.p99)), 1)} | ${fmt(ratio(v, 'p99'), 2)} | ${delivered} |`,
+    );
+  }
+  const perRequestUs = cost.package.map(
+    (p, i) => ((p.activeMs - cost.none[i].activeMs) * 1000) / p.requests,
+  );
+  lines.push('', '## Main-thread cost per tracked request', '');
+  lines.push(
+    `At a fixed ${RATE} requests/s: event-loop busy time with tracking minus without, per request: ` +
+      `**${fmt(median(perRequestUs), 1)} µs** (rounds: ${perRequestUs.map((x) => fmt(x, 1)).join(', ')}).`,
+  );
+  const h = outage.healthy;
+  const o = outage.outage;
+  lines.push('', '## Outage: the endpoint black-holed under sustained load', '');
+  lines.push(
+    '| endpoint | requests/s | p99 ms | p99 vs healthy | RSS growth MB | heap growth MB | dropped (queue_full) |',
+  );
+  lines.push('| --- | --- | --- | --- | --- | --- | --- |');
+  const p99Ratio = median(o.map((x, i) => x.p99 / h[i].p99));
+  for (const [name, rs] of [
+    ['healthy', h],
+    ['black-holed', o],
+  ]) {
+    lines.push(
+      `| ${name} | ${fmt(median(rs.map((r) => r.rps)))} | ${fmt(median(rs.map((r) => r.p99)), 1)} | ${name === 'healthy' ? '1.00' : fmt(p99Ratio, 2)} | ${fmt(median(rs.map((r) => r.rssGrowthMb)), 1)} | ${fmt(median(rs.map((r) => r.heapGrowthMb)), 1)} | ${fmt(median(rs.map((r) => r.tracker?.reasons?.dropped?.queue_full ?? 0)))} |`,
+    );
+  }
+  lines.push('', '## Delivery throughput of one standalone tracker', '');
+  lines.push(
+    `${fmt(median(delivery.map((d) => d.eventsPerSecond)))} events/s to the loopback sink ` +
+      `(30,000 events, all delivered: ${delivery.every((d) => d.delivered === d.events) ? 'yes' : 'no'}).`,
+    '',
+  );
+
+  const text = lines.join('\n');
+  console.log(text);
+  mkdirSync(path.join(here, 'results'), { recursive: true });
+  writeFileSync(path.join(here, 'results', 'latest.md'), text);
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exitCode = 1;
+});
