@@ -12,7 +12,8 @@ const common = {
   entry,
   target: 'node20',
   platform: 'node' as const,
-  sourcemap: true,
+  // No source maps: they would point at src/, which is not published.
+  sourcemap: false,
   // tsup sets `baseUrl`, which TypeScript 6 deprecates.
   dts: {
     compilerOptions: { ignoreDeprecations: '6.0' },

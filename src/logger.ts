@@ -23,8 +23,8 @@ export const consoleLogger: Logger = {
 export const REPEAT_INTERVAL_MS = 60_000;
 
 /**
- * Reports through a {@link Logger}. Warnings and errors carry a stable code (`ZENOVAY_*`); the same
- * problem (code and message) is reported at most once per {@link REPEAT_INTERVAL_MS}; debug lines are not throttled
+ * Reports through a {@link Logger}. Warnings and errors carry a stable code (`ZENOVAY_*`); each code is
+ * reported at most once per {@link REPEAT_INTERVAL_MS} (its first message stands for the rest); debug lines are not throttled
  * but cost nothing when the logger has no `debug`.
  */
 export class Reporter {
@@ -56,12 +56,11 @@ export class Reporter {
   }
 
   private throttled(level: LogLevel, code: string, message: string): void {
-    const key = `${code}\u0000${message}`;
     const now = this.now();
-    const last = this.lastReported.get(key);
+    const last = this.lastReported.get(code);
     if (last !== undefined && now - last < REPEAT_INTERVAL_MS) return;
     if (this.lastReported.size >= 1000) this.lastReported.clear();
-    this.lastReported.set(key, now);
+    this.lastReported.set(code, now);
     this.call(level, `[zenovay] ${code}: ${message}`);
   }
 

@@ -14,7 +14,7 @@ import {
 } from './tracker.js';
 import { isPrivateIp } from './request/client-ip.js';
 import { RequestContext, type RequestAnalytics } from './request/context.js';
-import { pathOf, requestOrigin, requestTarget } from './request/page-url.js';
+import { pathOf, requestOrigin, requestTarget, withQueryPolicy } from './request/page-url.js';
 import {
   isApiPath,
   isAssetPath,
@@ -72,6 +72,7 @@ type SeenRequest = IncomingMessage & { [SEEN]?: true };
 export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
   const config = resolveAnalyticsOptions(options);
   const tracker: Tracker = config.tracker ?? new ZenovayTracker(config.trackerConfig!);
+  const ownTracker = tracker instanceof ZenovayTracker;
   const { reporter } = config;
   let checkPrivateIp = config.production;
 
@@ -119,8 +120,13 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
       let url = isPage ? context.url : context.sitePageReferrer;
       let referrer = isPage ? context.referrer : undefined;
       if (callOptions !== undefined && callOptions !== null) {
-        if (callOptions.url !== undefined) url = absolutize(req, callOptions.url, context);
-        if (callOptions.referrer !== undefined) referrer = callOptions.referrer;
+        // Given URLs get the same query policy as everything the middleware sends.
+        if (callOptions.url !== undefined) {
+          url = withQueryPolicy(absolutize(req, callOptions.url, context), config.queryPolicy);
+        }
+        if (callOptions.referrer !== undefined) {
+          referrer = withQueryPolicy(callOptions.referrer, config.queryPolicy);
+        }
       }
       // Built in the order of the endpoint's documented example; the tracker checks it.
       const event = { type: 'event', url, referrer, name, data } as WireEvent;
@@ -165,9 +171,12 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
           'such as Cloudflare) to match your setup.',
       );
     }
-    return event.type === 'pageview'
-      ? tracker.trackPageview(event.url as string, visitor)
-      : tracker.trackEvent(event.name as string, event.data, visitor);
+    const sent =
+      event.type === 'pageview'
+        ? tracker.trackPageview(event.url as string, visitor)
+        : tracker.trackEvent(event.name as string, event.data, visitor);
+    // Our tracker never rejects; one the app brought might.
+    return ownTracker ? sent : Promise.resolve(sent).catch(() => false);
   }
 
   function absolutize(req: IncomingMessage, url: string, context: RequestContext): string {

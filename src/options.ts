@@ -26,19 +26,21 @@ export interface TrackerOptions {
    */
   trackingCode?: string;
   /**
-   * Origin of the tracking endpoint; events go to `{host}/e/{trackingCode}`.
+   * Origin (with an optional base path) of the tracking endpoint; events go to
+   * `{host}/e/{trackingCode}`.
    * @default 'https://api.zenovay.com'
    */
   host?: string;
   /**
-   * The site's public origin, e.g. `'https://shop.example'`. The middleware builds page URLs on
+   * The site's public origin (with an optional base path), e.g. `'https://shop.example'`. The
+   * middleware builds page URLs on
    * it instead of the visitor-chosen `Host` header (recommended in production); a standalone
    * tracker uses it as the `url` of events that have none.
    * @default undefined (page URLs come from the request's protocol and host)
    */
   siteUrl?: string;
   /**
-   * How many requests to the endpoint may be in flight at once.
+   * How many requests to the endpoint may be in flight at once (1-1000).
    * @default 10
    */
   concurrency?: number;
@@ -49,14 +51,14 @@ export interface TrackerOptions {
    */
   maxQueueSize?: number;
   /**
-   * Milliseconds one request to the endpoint may take before it is aborted.
+   * Milliseconds one request to the endpoint may take before it is aborted (1-600000).
    * @default 5000
    */
   timeout?: number;
   /**
-   * Where problems and decisions are reported. `false` silences everything. Warnings and errors
-   * carry a stable `ZENOVAY_*` code and repeat at most once a minute.
-   * @default warnings and errors to the console
+   * Where problems and decisions are reported. `false` silences everything. Info lines, warnings
+   * and errors carry a stable `ZENOVAY_*` code; each code repeats at most once a minute.
+   * @default info, warnings and errors to the console (debug lines dropped)
    */
   logger?: Logger | false;
   /**
@@ -112,6 +114,7 @@ export interface AnalyticsOptions extends TrackerOptions {
   /**
    * An existing tracker to send through (shared with webhooks or other middleware). The
    * delivery options (`trackingCode`, `host`, `concurrency`, `maxQueueSize`, `timeout`,
+   * `maxRetries`, `retryDelay`, `maxRetryDelay`, `visitorRateLimit`, `globalRateLimit`,
    * `anonymizeIp`, `transport`) then belong to that tracker and may not be given here.
    * @default a new tracker built from these options
    */

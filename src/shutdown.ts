@@ -2,6 +2,7 @@
  * Opt-in: close trackers when the process is told to stop or the HTTP server closes, so queued
  * events are delivered before exit.
  */
+import { describe } from './options.js';
 import type { Tracker } from './tracker.js';
 
 /** What `closeOnShutdown` needs of an HTTP server (`http.Server` fits). */
@@ -47,9 +48,23 @@ export function closeOnShutdown(
   const trackers = (Array.isArray(targets) ? targets : [targets]).map(trackerOf);
   const signals = options.signals ?? ['SIGTERM', 'SIGINT'];
   const timeout = options.timeout ?? 5000;
+  if (typeof timeout !== 'number' || !Number.isFinite(timeout) || timeout < 0) {
+    throw new TypeError(
+      `zenovay-express: closeOnShutdown() option \`timeout\` must be a number of milliseconds >= 0, got ${describe(timeout)}.`,
+    );
+  }
+  if (!Array.isArray(signals) || !signals.every((s) => typeof s === 'string')) {
+    throw new TypeError(
+      `zenovay-express: closeOnShutdown() option \`signals\` must be an array such as ['SIGTERM', 'SIGINT'], got ${describe(signals)}.`,
+    );
+  }
   const { server } = options;
 
-  const closeTrackers = () => Promise.all(trackers.map((t) => t.close({ timeout })));
+  // Never rejects: a shutdown path must not end in an unhandled rejection.
+  const closeTrackers = () =>
+    Promise.all(
+      trackers.map((t) => t.close({ timeout }).catch((error: unknown) => console.error(error))),
+    );
 
   const onSignal = (signal: NodeJS.Signals) => {
     dispose();

@@ -185,10 +185,11 @@ export class ZenovayTracker implements Tracker {
         `${what} is ${Buffer.byteLength(body)} bytes of JSON, more than the ${MAX_EVENT_BYTES} allowed: send less data.`,
       );
     }
-    if (visitor?.ip !== undefined && isIP(visitor.ip.replace(/^\[|\]$/g, '')) === 0) {
+    const ip: unknown = visitor?.ip;
+    if (ip !== undefined && (typeof ip !== 'string' || isIP(ip.replace(/^\[|\]$/g, '')) === 0)) {
       this.reporter.warn(
         'ZENOVAY_BAD_IP',
-        `${what} got visitor.ip ${describe(visitor.ip)}, which is not an IP address; it is not forwarded.`,
+        `${what} got visitor.ip ${describe(ip)}, which is not an IP address; it is not forwarded.`,
       );
     }
     return this.engine.submit(body, forwardedHeaders(visitor, this.anonymizeIp));

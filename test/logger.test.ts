@@ -1,6 +1,6 @@
 import { Reporter, REPEAT_INTERVAL_MS } from '../src/logger';
 
-test('the same problem is reported once per interval; debug is not throttled', () => {
+test('each code is reported once per interval; debug is not throttled', () => {
   let now = 0;
   const lines: string[] = [];
   const reporter = new Reporter(
@@ -10,6 +10,7 @@ test('the same problem is reported once per interval; debug is not throttled', (
   reporter.warn('ZENOVAY_X', 'same');
   reporter.warn('ZENOVAY_X', 'same');
   reporter.warn('ZENOVAY_X', 'other');
+  reporter.warn('ZENOVAY_Y', 'another code');
   reporter.debug('a');
   reporter.debug('a');
   now += REPEAT_INTERVAL_MS - 1;
@@ -18,7 +19,7 @@ test('the same problem is reported once per interval; debug is not throttled', (
   reporter.warn('ZENOVAY_X', 'same');
   expect(lines).toEqual([
     'W [zenovay] ZENOVAY_X: same',
-    'W [zenovay] ZENOVAY_X: other',
+    'W [zenovay] ZENOVAY_Y: another code',
     'D [zenovay] a',
     'D [zenovay] a',
     'W [zenovay] ZENOVAY_X: same',

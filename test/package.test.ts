@@ -57,4 +57,5 @@ test('npm pack ships built JS and types, and no tests or sources', () => {
     expect(files).toContain(expected);
   }
   expect(files.filter((f) => /(^|\/)(test|src|example-app|bench)\//.test(f))).toEqual([]);
+  expect(files.filter((f) => f.endsWith('.map'))).toEqual([]);
 });

@@ -63,7 +63,7 @@ export const CIRCUIT_THRESHOLD = 5;
 /** First pause of an open circuit; doubles with each failed probe up to the maximum. */
 export const CIRCUIT_BASE_MS = 1000;
 export const CIRCUIT_MAX_MS = 60_000;
-/** How many 429s one event may meet before it fails (they do not use up its retries). */
+/** An event that meets this many 429s fails (they do not use up its retries). */
 export const MAX_THROTTLES = 10;
 
 type JobState = 'queued' | 'retry_wait' | 'in_flight' | 'settled';
@@ -237,8 +237,11 @@ export class DeliveryEngine {
     }, this.options.timeoutMs);
     this.attempts.add(controller);
     try {
-      const response = await this.options.transport.send(
-        { url: this.options.endpoint, headers: job.headers, body: job.body },
+      const response = await untilAborted(
+        this.options.transport.send(
+          { url: this.options.endpoint, headers: job.headers, body: job.body },
+          controller.signal,
+        ),
         controller.signal,
       );
       snippet = (response.body ?? '').slice(0, 200);
@@ -279,7 +282,7 @@ export class DeliveryEngine {
         this.connectionSucceeded();
         job.throttles++;
         const message = `the tracking endpoint answered 429 (too many requests)${body}.`;
-        if (job.throttles > MAX_THROTTLES) {
+        if (job.throttles >= MAX_THROTTLES) {
           this.options.reporter.warn(
             'ZENOVAY_HTTP_429',
             `${message} An event met it ${MAX_THROTTLES} times and was given up.`,
@@ -522,6 +525,27 @@ export class DeliveryEngine {
     this.circuitTimer = undefined;
     await this.options.transport.close?.();
   }
+}
+
+/**
+ * The transport's answer, or a rejection as soon as `signal` aborts: a transport that ignores its
+ * signal cannot hold an attempt (or close()) past the timeout.
+ */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new Error('aborted'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    Promise.resolve(promise).then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
 }
 
 function sum(counts: Record<string, number>): number {

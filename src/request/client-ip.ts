@@ -1,21 +1,34 @@
 /**
  * The visitor's IP address: the socket's peer, or what a trusted proxy says it saw.
  */
-import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
 import proxyaddr from 'proxy-addr';
 import type { TrustFunction } from './trust.js';
 
 /**
- * The client address under `trust`, as one normalised IP, or undefined when there is none
- * (a socket already gone). A visitor-sent `X-Forwarded-For` only counts through trusted hops.
+ * The client address under `trust`, as one normalised IP, or undefined when there is none.
+ * `peer` is the socket's remote address, read when the request arrived (it is gone once the
+ * connection closes). A visitor-sent `X-Forwarded-For` only counts through trusted hops: the
+ * walk is proxy-addr's, with its compiled trust functions.
  */
-export function resolveClientIp(req: IncomingMessage, trust: TrustFunction): string | undefined {
-  const peer = req.socket?.remoteAddress;
+export function resolveClientIp(
+  peer: string | undefined,
+  forwardedFor: string | string[] | undefined,
+  trust: TrustFunction,
+): string | undefined {
   if (peer === undefined) return undefined;
-  // Without the header there is nothing a proxy could have said: skip proxy-addr's parsing.
-  const raw = req.headers['x-forwarded-for'] === undefined ? peer : proxyaddr(req, trust);
-  return normalizeIp(raw);
+  if (forwardedFor === undefined || !trust(peer, 0)) return normalizeIp(peer);
+  const hops = (Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor)
+    .split(',')
+    .map((hop) => hop.trim())
+    .filter((hop) => hop !== '')
+    .reverse();
+  let address = peer;
+  for (let i = 0; i < hops.length; i++) {
+    address = hops[i]!;
+    if (!trust(address, i + 1)) break;
+  }
+  return normalizeIp(address);
 }
 
 /** One valid IP, with IPv4-mapped IPv6 (`::ffff:203.0.113.5`) turned into plain IPv4. */

@@ -36,50 +36,63 @@ type ContextConfig = Pick<
 const UNSET = Symbol('unset');
 type Lazy<T> = T | typeof UNSET;
 
+/**
+ * One request's context. The request and the configuration are private fields, so that logging
+ * `req.analytics` shows what it knows and never the request's cookies or authorization.
+ */
 export class RequestContext implements RequestAnalytics {
-  private _trust: TrustFunction | undefined;
-  private _ip: Lazy<string | undefined> = UNSET;
-  private _url: Lazy<string | undefined> = UNSET;
-  private _referrer: Lazy<string | undefined> = UNSET;
-  private _isBot: Lazy<boolean> = UNSET;
+  readonly #req: IncomingMessage;
+  readonly #config: ContextConfig;
+  /** The socket's peer, read at once: it is gone when the connection closes before req.track. */
+  readonly #peer: string | undefined;
+  #trust: TrustFunction | undefined;
+  #ip: Lazy<string | undefined> = UNSET;
+  #url: Lazy<string | undefined> = UNSET;
+  #referrer: Lazy<string | undefined> = UNSET;
+  #isBot: Lazy<boolean> = UNSET;
 
   constructor(
-    private readonly req: IncomingMessage,
+    req: IncomingMessage,
     /** The request target (path and query) as the visitor sent it. */
     readonly target: string,
-    private readonly config: ContextConfig,
-  ) {}
+    config: ContextConfig,
+  ) {
+    this.#req = req;
+    this.#config = config;
+    this.#peer = req.socket?.remoteAddress;
+  }
 
   get trust(): TrustFunction {
-    return (this._trust ??= trustFor(this.req, this.config.trust));
+    return (this.#trust ??= trustFor(this.#req, this.#config.trust));
   }
 
   get ip(): string | undefined {
-    if (this._ip === UNSET) {
-      const { ipHeader } = this.config;
-      const fromHeader = ipHeader ? ipFromHeader(this.req.headers[ipHeader]) : undefined;
-      this._ip = fromHeader ?? resolveClientIp(this.req, this.trust);
+    if (this.#ip === UNSET) {
+      const { ipHeader } = this.#config;
+      const headers = this.#req.headers;
+      const fromHeader = ipHeader ? ipFromHeader(headers[ipHeader]) : undefined;
+      this.#ip = fromHeader ?? resolveClientIp(this.#peer, headers['x-forwarded-for'], this.trust);
     }
-    return this._ip;
+    return this.#ip;
   }
 
   get userAgent(): string | undefined {
-    return this.req.headers['user-agent'];
+    return this.#req.headers['user-agent'];
   }
 
   get url(): string | undefined {
-    if (this._url === UNSET) {
-      const { siteUrl, queryPolicy } = this.config;
-      this._url = pageUrl(this.req, this.target, this.trust, siteUrl, queryPolicy);
+    if (this.#url === UNSET) {
+      const { siteUrl, queryPolicy } = this.#config;
+      this.#url = pageUrl(this.#req, this.target, this.trust, siteUrl, queryPolicy);
     }
-    return this._url;
+    return this.#url;
   }
 
   get referrer(): string | undefined {
-    if (this._referrer === UNSET) {
-      this._referrer = referrerUrl(this.req.headers.referer, this.config.queryPolicy);
+    if (this.#referrer === UNSET) {
+      this.#referrer = referrerUrl(this.#req.headers.referer, this.#config.queryPolicy);
     }
-    return this._referrer;
+    return this.#referrer;
   }
 
   /**
@@ -89,7 +102,7 @@ export class RequestContext implements RequestAnalytics {
   get sitePageReferrer(): string | undefined {
     const referrer = this.referrer;
     if (referrer === undefined) return undefined;
-    const site = this.config.siteUrl ?? requestOrigin(this.req, this.trust);
+    const site = this.#config.siteUrl ?? requestOrigin(this.#req, this.trust);
     if (site === undefined) return undefined;
     return referrer === site || referrer.startsWith(`${site}/`) || referrer.startsWith(`${site}?`)
       ? referrer
@@ -97,8 +110,8 @@ export class RequestContext implements RequestAnalytics {
   }
 
   get isBot(): boolean {
-    if (this._isBot === UNSET) this._isBot = isBotRequest(this.userAgent, this.config.isBot);
-    return this._isBot;
+    if (this.#isBot === UNSET) this.#isBot = isBotRequest(this.userAgent, this.#config.isBot);
+    return this.#isBot;
   }
 
   get device(): DeviceInfo {
@@ -106,10 +119,10 @@ export class RequestContext implements RequestAnalytics {
   }
 
   get clientHints(): ClientHints | undefined {
-    return clientHintsOf(this.req.headers);
+    return clientHintsOf(this.#req.headers);
   }
 
-  /** Plain data for `console.log` and `JSON.stringify`: the lazy fields, resolved. */
+  /** Plain data for `JSON.stringify`: the lazy fields, resolved. */
   toJSON(): Omit<RequestAnalytics, 'device'> {
     return {
       ip: this.ip,
@@ -118,5 +131,10 @@ export class RequestContext implements RequestAnalytics {
       referrer: this.referrer,
       isBot: this.isBot,
     };
+  }
+
+  /** What `console.log(req.analytics)` shows. */
+  [Symbol.for('nodejs.util.inspect.custom')](): object {
+    return { ...this.toJSON(), device: this.device };
   }
 }

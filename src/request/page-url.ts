@@ -92,6 +92,17 @@ export function referrerUrl(header: string | undefined, policy: QueryPolicy): st
   return url.origin + applyQueryPolicy(url.pathname + url.search, policy);
 }
 
+/**
+ * An absolute URL (or a path) with the query policy applied; anything else is returned as it
+ * is, for the tracker to refuse.
+ */
+export function withQueryPolicy(url: string, policy: QueryPolicy): string {
+  if (typeof url !== 'string') return url;
+  if (url.startsWith('/')) return applyQueryPolicy(url, policy);
+  const match = /^(https?:\/\/[^/?#]*)(.*)$/i.exec(url);
+  return match ? match[1]! + applyQueryPolicy(match[2] || '/', policy) : url;
+}
+
 /** `path?query` with only the query parameters the policy keeps (and no fragment). */
 export function applyQueryPolicy(target: string, policy: QueryPolicy): string {
   const hash = target.indexOf('#');

@@ -59,6 +59,12 @@ export interface TestCollectorOptions {
   port?: number;
   /** Called for every recorded event (the example app prints them). */
   onEvent?: (event: RecordedEvent) => void;
+  /**
+   * Most events kept in `events`; past it the oldest are forgotten (a long-running collector
+   * stays bounded).
+   * @default 10000
+   */
+  maxEvents?: number;
 }
 
 export interface WaitForOptions {
@@ -99,6 +105,8 @@ export async function createTestCollector(
 ): Promise<TestCollector> {
   const events: RecordedEvent[] = [];
   const waiters = new Set<Waiter>();
+  const timers = new Set<NodeJS.Timeout>();
+  const maxEvents = options.maxEvents ?? 10_000;
   let requestCount = 0;
   let validCount = 0;
 
@@ -122,9 +130,17 @@ export async function createTestCollector(
         answer(res, { status: 400, body: '{"error":"invalid event"}' });
         return;
       }
-      const reply = options.respond
-        ? options.respond(event, validCount)
-        : (options.sequence?.[validCount] ?? 202);
+      let reply: CollectorAnswer;
+      try {
+        reply = options.respond
+          ? options.respond(event, validCount)
+          : (options.sequence?.[validCount] ?? 202);
+      } catch (error) {
+        reply = {
+          status: 500,
+          body: JSON.stringify({ error: `respond() threw: ${String(error)}` }),
+        };
+      }
       validCount++;
       if (reply === 'hang') return;
       if (reply === 'reset') {
@@ -139,13 +155,21 @@ export async function createTestCollector(
         if (response.status >= 200 && response.status < 300) record(event);
         answer(res, response);
       };
-      if (response.delayMs) setTimeout(finish, response.delayMs);
-      else finish();
+      if (response.delayMs) {
+        const timer = setTimeout(() => {
+          timers.delete(timer);
+          finish();
+        }, response.delayMs);
+        timers.add(timer);
+      } else {
+        finish();
+      }
     });
   });
 
   function record(event: RecordedEvent): void {
     events.push(event);
+    if (events.length > maxEvents) events.splice(0, events.length - maxEvents);
     try {
       options.onEvent?.(event);
     } catch {
@@ -200,6 +224,8 @@ export async function createTestCollector(
       events.length = 0;
     },
     close() {
+      for (const timer of timers) clearTimeout(timer);
+      timers.clear();
       return new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();

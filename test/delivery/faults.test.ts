@@ -143,7 +143,7 @@ describe('429', () => {
     const t = tracker(collector);
     await expect(t.trackEvent('x')).resolves.toBe(false);
     expect(t.stats().reasons.failed.rate_limited).toBe(1);
-    expect(collector.requestCount).toBe(11);
+    expect(collector.requestCount).toBe(10);
   });
 });
 
