@@ -1,0 +1,58 @@
+/**
+ * Options of `analytics()` and `createTracker()`: mistakes are compile errors, not only the
+ * runtime TypeErrors the factories throw.
+ *
+ * Type-checked only (`npm run test:types`), never run.
+ */
+import { expectTypeOf } from 'expect-type';
+import {
+  analytics,
+  createTracker,
+  type AnalyticsOptions,
+  type Tracker,
+  type TrackerOptions,
+} from 'zenovay-express';
+
+// Every option is optional (the tracking code may come from ZENOVAY_TRACKING_CODE).
+expectTypeOf(analytics).toBeCallableWith();
+expectTypeOf(analytics).toBeCallableWith({});
+expectTypeOf(createTracker).toBeCallableWith();
+expectTypeOf<AnalyticsOptions>().toExtend<TrackerOptions>();
+
+// A typical configuration compiles.
+analytics({
+  trackingCode: 'x',
+  siteUrl: 'https://shop.example',
+  concurrency: 5,
+  trustProxy: 'loopback',
+  queryParams: ['utm_*', 'ref'],
+  skipPaths: ['/admin', /^\/preview\//],
+  skip: (req, res) => req.url === '/health' || res.statusCode >= 500,
+  isBot: (userAgent, verdict) => verdict || /Monitor/.test(userAgent ?? ''),
+  beforeSend: (event, context) => (context.isBot ? null : event),
+  logger: false,
+});
+analytics({ tracker: createTracker({ trackingCode: 'x' }), trustProxy: 1 });
+
+// A typo in an option name.
+// @ts-expect-error -- `trackingCode`, with a capital C
+analytics({ trackingcode: 'x' });
+// @ts-expect-error -- the same typo reaches createTracker too
+createTracker({ trackingcode: 'x' });
+
+// A wrong option type.
+// @ts-expect-error -- concurrency is a number
+analytics({ concurrency: '5' });
+// @ts-expect-error -- a boolean, not a string
+analytics({ skipBots: 'false' });
+// @ts-expect-error -- 'all', 'none' or a list of names
+analytics({ queryParams: 'some' });
+// @ts-expect-error -- { limit, interval }, both required
+createTracker({ globalRateLimit: { limit: 60 } });
+
+// Middleware-only options are not tracker options.
+// @ts-expect-error -- trustProxy belongs to analytics()
+createTracker({ trackingCode: 'x', trustProxy: true });
+
+// The tracker behind the middleware.
+expectTypeOf(analytics().tracker).toEqualTypeOf<Tracker>();

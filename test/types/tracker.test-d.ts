@@ -1,0 +1,56 @@
+/**
+ * `createTracker()` and the testing kit as documented in the README.
+ *
+ * Type-checked only (`npm run test:types`), never run.
+ */
+import { expectTypeOf } from 'expect-type';
+import { createTracker, type TrackerStats } from 'zenovay-express';
+import { createTestCollector, type RecordedEvent } from 'zenovay-express/testing';
+
+const tracker = createTracker({ trackingCode: 'x' });
+
+// README: stats() returns { enqueued, delivered, failed, dropped, retries, queued, inFlight,
+// reasons, circuit }, with reasons.failed and reasons.dropped broken down by reason. Exactly
+// these fields: one more or one fewer fails the equality.
+expectTypeOf(tracker.stats()).toEqualTypeOf<{
+  enqueued: number;
+  delivered: number;
+  failed: number;
+  dropped: number;
+  retries: number;
+  queued: number;
+  inFlight: number;
+  reasons: {
+    failed: {
+      rejected: number;
+      server_error: number;
+      timeout: number;
+      network: number;
+      rate_limited: number;
+    };
+    dropped: { queue_full: number; rate_limited: number; closed: number; invalid: number };
+  };
+  circuit: 'closed' | 'open' | 'half_open';
+}>();
+expectTypeOf(tracker.stats()).toEqualTypeOf<TrackerStats>();
+
+// Tracking without a request.
+expectTypeOf(tracker.trackEvent('signup', { plan: 'pro' })).toEqualTypeOf<Promise<boolean>>();
+expectTypeOf(tracker.flush).returns.resolves.toBeVoid();
+expectTypeOf(tracker.close).returns.resolves.toBeVoid();
+
+// The testing kit.
+expectTypeOf(createTestCollector).toBeCallableWith();
+expectTypeOf(createTestCollector).toBeCallableWith({ sequence: [503, 'hang', 'reset'] });
+expectTypeOf(createTestCollector).returns.resolves.toHaveProperty('url').toBeString();
+async function useCollector(): Promise<void> {
+  const collector = await createTestCollector();
+  expectTypeOf(collector.events).toEqualTypeOf<RecordedEvent[]>();
+  expectTypeOf(collector.waitFor(1, { filter: (e) => e.name === 'x' })).toEqualTypeOf<
+    Promise<RecordedEvent[]>
+  >();
+  expectTypeOf(collector.events[0]!.data).toEqualTypeOf<Record<string, unknown> | undefined>();
+  // @ts-expect-error -- 'hang' and 'reset' are the only faults
+  await createTestCollector({ sequence: ['drop'] });
+}
+expectTypeOf(useCollector).returns.resolves.toBeVoid();
