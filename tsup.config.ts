@@ -27,4 +27,6 @@ const common = {
 export default defineConfig([
   { ...common, format: ['esm'] },
   { ...common, format: ['cjs'], noExternal: ['p-queue', 'p-timeout'] },
+  // The command line (`npx zenovay-express inspect`): ESM only, no types.
+  { ...common, entry: { cli: 'src/cli.ts' }, format: ['esm'], dts: false },
 ]);

@@ -56,6 +56,12 @@ try {
   fail(error.message);
 }
 
+if (collector?.watch) {
+  // The inspector page also shows each tracker's counters: queued, delivered, failed, dropped.
+  collector.watch(middleware.tracker, 'pages and req.track');
+  collector.watch(webhookTracker, 'webhook tracker');
+}
+
 // --- HTTP server ---------------------------------------------------------------------------------
 
 const app = createApp({ analytics: middleware, webhookTracker, shopUrl });
@@ -74,8 +80,11 @@ try {
 const banner = ['', `  ${bold('Example Shop')} is running at ${bold(localUrl)}`];
 if (siteUrl) banner.push(`  Page URLs are recorded on ${siteUrl} (SITE_URL).`);
 if (collector) {
+  banner.push(`  Events go to a local collector at ${collector.url} and are printed below.`);
+  if (collector.pageUrl) {
+    banner.push(`  Watch them arrive live in your browser: ${bold(collector.pageUrl)}`);
+  }
   banner.push(
-    `  Events go to a local collector at ${collector.url} and are printed below.`,
     `  To send them to Zenovay instead: ${bold('ZENOVAY_TRACKING_CODE=your-code npm start')}`,
   );
 } else {

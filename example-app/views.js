@@ -90,8 +90,8 @@ export function homePage({ products, cartCount, shopUrl }) {
         <ol>
           <li>Open a product, add it to the cart, and check out.</li>
           <li>
-            Watch the terminal running <code>npm start</code>: each page prints a <b>pageview</b>,
-            the checkout prints a <b>purchase</b> event.
+            Watch the inspector page (its URL is in the banner of <code>npm start</code>) or the
+            terminal: each page shows a <b>pageview</b>, the checkout a <b>purchase</b> event.
           </li>
           <li>
             Assets under <code>/static/</code>, the JSON API under <code>/api/</code>, redirects and

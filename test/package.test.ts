@@ -49,6 +49,7 @@ test('npm pack ships built JS and types, and no tests or sources', () => {
     'dist/index.d.cts',
     'dist/testing/index.js',
     'dist/testing/index.cjs',
+    'dist/cli.js',
     'README.md',
     'LICENSE',
     'CHANGELOG.md',

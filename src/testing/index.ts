@@ -9,3 +9,13 @@ export type {
   TestCollectorOptions,
   WaitForOptions,
 } from './collector.js';
+export { createInspector } from './inspector.js';
+export type {
+  InspectedEvent,
+  Inspector,
+  InspectorOptions,
+  InspectorState,
+  RefusedRequest,
+  StatsSource,
+  WatchedTracker,
+} from './inspector.js';
