@@ -20,6 +20,11 @@ export const MAX_EVENT_BYTES = 32 * 1024;
 /** Longest event name accepted. */
 export const MAX_NAME_LENGTH = 256;
 const DEFAULT_CLOSE_TIMEOUT_MS = 5000;
+/** An absolute http(s) URL with a host and no white space or control characters anywhere. */
+// eslint-disable-next-line no-control-regex
+const ABSOLUTE_URL = /^https?:\/\/[^\s/?#\u0000-\u001f\u007f]+[^\s\u0000-\u001f\u007f]*$/i;
+// eslint-disable-next-line no-control-regex
+const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
 
 /** Custom event properties: any JSON-serialisable object. */
 export type EventData = Record<string, unknown>;
@@ -107,9 +112,14 @@ export class ZenovayTracker implements Tracker {
   }
 
   trackEvent(name: string, data?: EventData, visitor?: Visitor): Promise<boolean> {
-    if (typeof name !== 'string' || name.trim() === '' || name.length > MAX_NAME_LENGTH) {
+    if (
+      typeof name !== 'string' ||
+      name.trim() === '' ||
+      name.length > MAX_NAME_LENGTH ||
+      CONTROL_CHARS.test(name)
+    ) {
       return this.invalid(
-        `trackEvent() needs a name that is a non-empty string of at most ${MAX_NAME_LENGTH} characters, got ${describe(name)}.`,
+        `trackEvent() needs a name that is a non-empty string of at most ${MAX_NAME_LENGTH} characters without control characters, got ${describe(name)}.`,
       );
     }
     if (data !== undefined && !isPlainObject(data)) {
@@ -205,7 +215,7 @@ export class ZenovayTracker implements Tracker {
     if (url === undefined || url === '') return this.siteUrl;
     if (typeof url !== 'string') return null;
     if (this.siteUrl && url.startsWith('/') && !url.startsWith('//')) return this.siteUrl + url;
-    return /^https?:\/\/[^\s/?#]+/i.test(url) ? url : null;
+    return ABSOLUTE_URL.test(url) ? url : null;
   }
 
   private invalid(message: string): Promise<boolean> {

@@ -300,7 +300,7 @@ test('visitor-controlled strings travel as data, never into the page', async () 
   await t.trackEvent(
     nasty,
     { note: nasty },
-    { userAgent: nasty, url: `https://x.example/${nasty}` },
+    { userAgent: nasty, url: 'https://x.example/"><svg/onload=alert(1)>' },
   );
   const { event } = await s.next<{ event: Record<string, unknown> }>('collected');
   expect(event).toMatchObject({ name: nasty, data: { note: nasty }, userAgent: nasty });

@@ -123,6 +123,16 @@ describe('bad input resolves false, is reported, and is counted as dropped (inva
       (t) => t.trackPageview('ftp://x.example/'),
       /absolute http\(s\) URL/,
     ],
+    [
+      'a pageview URL with a line break',
+      (t) => t.trackPageview('https://x.example/a\nb'),
+      /absolute http\(s\) URL/,
+    ],
+    [
+      'a name with control characters',
+      (t) => t.trackEvent('signup\u001b[31mRED'),
+      /without control characters/,
+    ],
   ])('%s', async (_what, call, message) => {
     const warnings: string[] = [];
     const t = tracker({ logger: { warn: (m) => warnings.push(m) } });

@@ -69,7 +69,9 @@ export const MAX_THROTTLES = 10;
 type JobState = 'queued' | 'retry_wait' | 'in_flight' | 'settled';
 
 interface Job {
-  id: string;
+  /** The Idempotency-Key: made at the first attempt (a waiting event does not need one). */
+  id: string | undefined;
+  /** The forwarded visitor headers, shared, never copied while the event waits. */
   headers: Record<string, string>;
   body: string;
   state: JobState;
@@ -92,6 +94,9 @@ export class DeliveryEngine {
   private readonly queue: PQueue;
   private readonly pending = new Set<Job>();
   private readonly shutdown = new AbortController();
+  /** Events waiting for the queue: new ones, and retries (which go first). */
+  private readonly backlog = new Fifo<Job>();
+  private readonly retryBacklog = new Fifo<Job>();
   /** The controllers of the attempts in flight, so that close() can abort them. */
   private readonly attempts = new Set<AbortController>();
   private readonly guard: RateGuard | undefined;
@@ -154,10 +159,9 @@ export class DeliveryEngine {
 
     let resolve!: (delivered: boolean) => void;
     const done = new Promise<boolean>((r) => (resolve = r));
-    const id = randomUUID();
     const job: Job = {
-      id,
-      headers: { ...headers, 'idempotency-key': id },
+      id: undefined,
+      headers,
       body,
       state: 'queued',
       retriesUsed: 0,
@@ -209,20 +213,43 @@ export class DeliveryEngine {
 
   // ---- the life of a job -------------------------------------------------------------------
 
+  /**
+   * Waiting events stay in our own compact lists (retries first); p-queue is handed only as many
+   * as it can start, so a full queue costs one small object per event and nothing more.
+   */
   private enqueue(job: Job, priority: number): void {
     job.state = 'queued';
-    // The queue's own promise is not used: a cleared job would leave it pending forever.
-    this.queue.add(() => this.run(job), { priority }).catch(noop);
+    (priority > 0 ? this.retryBacklog : this.backlog).push(job);
+    this.pump();
+  }
+
+  private pump(): void {
+    const q = this.queue;
+    while (q.size < q.concurrency) {
+      const job = this.retryBacklog.shift() ?? this.backlog.shift();
+      if (job === undefined) return;
+      if (job.state !== 'queued') continue; // settled while it waited (close)
+      // The queue's own promise is not used: a cleared job would leave it pending forever.
+      q.add(() => this.run(job)).catch(noop);
+    }
   }
 
   private startsRightAway(): boolean {
     const q = this.queue;
-    return !q.isPaused && q.size === 0 && q.pending < q.concurrency && !q.isRateLimited;
+    return (
+      !q.isPaused &&
+      q.size === 0 &&
+      this.backlog.length === 0 &&
+      this.retryBacklog.length === 0 &&
+      q.pending < q.concurrency &&
+      !q.isRateLimited
+    );
   }
 
   private async run(job: Job): Promise<void> {
     if (job.state !== 'queued') return; // settled while it waited (close)
     job.state = 'in_flight';
+    job.id ??= randomUUID();
     this.waiting--;
     this.inFlight++;
     let result: AttemptResult;
@@ -239,7 +266,11 @@ export class DeliveryEngine {
     try {
       const response = await untilAborted(
         this.options.transport.send(
-          { url: this.options.endpoint, headers: job.headers, body: job.body },
+          {
+            url: this.options.endpoint,
+            headers: { ...job.headers, 'idempotency-key': job.id },
+            body: job.body,
+          },
           controller.signal,
         ),
         controller.signal,
@@ -255,9 +286,10 @@ export class DeliveryEngine {
     this.inFlight--;
     if (this.shutdown.signal.aborted && result.kind !== 'delivered') {
       this.settle(job, { kind: 'dropped', reason: 'closed' });
-      return;
+    } else {
+      this.handle(job, result, snippet);
     }
-    this.handle(job, result, snippet);
+    this.pump();
   }
 
   private handle(job: Job, result: AttemptResult, snippet: string): void {
@@ -358,7 +390,7 @@ export class DeliveryEngine {
       reason,
       attempt: job.retriesUsed + job.throttles + 1,
       delayMs: delay,
-      id: job.id,
+      id: job.id ?? '',
     });
     if (delay <= 0) {
       this.enqueue(job, 1);
@@ -395,7 +427,7 @@ export class DeliveryEngine {
       this.events.emit('error', {
         reason: outcome.reason,
         message: outcome.message,
-        id: job.id,
+        id: job.id ?? '',
         ...(outcome.status ? { status: outcome.status } : {}),
       });
     } else {
@@ -480,6 +512,7 @@ export class DeliveryEngine {
     if (this.queue.concurrency !== concurrency) this.queue.concurrency = concurrency;
     if (paused) this.queue.pause();
     else this.queue.start();
+    this.pump();
   }
 
   // ---- shutdown ---------------------------------------------------------------------------
@@ -508,6 +541,8 @@ export class DeliveryEngine {
     clearTimeout(timer);
     if (result === 'timeout') {
       this.queue.clear();
+      this.backlog.clear();
+      this.retryBacklog.clear();
       for (const job of this.pending) {
         if (job.state === 'queued' || job.state === 'retry_wait') {
           clearTimeout(job.timer);
@@ -524,6 +559,36 @@ export class DeliveryEngine {
     this.throttleTimer = undefined;
     this.circuitTimer = undefined;
     await this.options.transport.close?.();
+  }
+}
+
+/** A first-in first-out list with O(1) shift: an array read from a moving head. */
+class Fifo<T> {
+  private items: (T | undefined)[] = [];
+  private head = 0;
+
+  get length(): number {
+    return this.items.length - this.head;
+  }
+
+  push(item: T): void {
+    this.items.push(item);
+  }
+
+  shift(): T | undefined {
+    if (this.head >= this.items.length) return undefined;
+    const item = this.items[this.head];
+    this.items[this.head++] = undefined;
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return item;
+  }
+
+  clear(): void {
+    this.items = [];
+    this.head = 0;
   }
 }
 
