@@ -25,6 +25,19 @@ test('require() loads the CommonJS build, p-queue bundled in', () => {
   expect(out.trim()).toBe('function function function');
 });
 
+test('the CommonJS build works inside Jest, which does not run ESM here', async () => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const z = require('../dist/index.cjs') as typeof import('../src/index');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const kit = require('../dist/testing/index.cjs') as typeof import('../src/testing');
+  const collector = await kit.createTestCollector();
+  const tracker = z.createTracker({ trackingCode: 'jest-cjs', host: collector.url, logger: false });
+  await expect(tracker.trackEvent('from_jest')).resolves.toBe(true);
+  await tracker.close();
+  await collector.close();
+  expect(collector.events.map((e) => e.name)).toEqual(['from_jest']);
+});
+
 test('import loads the ESM build', () => {
   const out = node([
     '--input-type=module',
