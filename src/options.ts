@@ -8,6 +8,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { compileTrust, type TrustFunction, type TrustProxy } from './request/trust.js';
 import { consoleLogger, Reporter, type Logger } from './logger.js';
 import type { Transport } from './delivery/transport.js';
+import type { EngineOptions } from './delivery/engine.js';
 import type { Tracker, WireEvent } from './tracker.js';
 import type { RequestAnalytics } from './request/context.js';
 import type { BotTest } from './request/bots.js';
@@ -199,23 +200,13 @@ export interface AnalyticsOptions extends TrackerOptions {
   respectPrivacySignals?: boolean;
 }
 
-/** What `resolveTrackerOptions` makes of `TrackerOptions`. */
-export interface TrackerConfig {
+/** What `resolveTrackerOptions` makes of `TrackerOptions`: the engine's settings and more. */
+export interface TrackerConfig extends Omit<EngineOptions, 'transport' | 'random'> {
   trackingCode: string;
-  /** `{host}/e/{trackingCode}` */
-  endpoint: string;
   /** Origin (and optional base path) without a trailing slash. */
   siteUrl: string | undefined;
-  concurrency: number;
-  maxQueueSize: number;
-  timeoutMs: number;
-  maxRetries: number;
-  retryDelayMs: number;
-  maxRetryDelayMs: number;
-  visitorRateLimit: boolean;
-  globalRateLimit: { limit: number; interval: number } | undefined;
   anonymizeIp: boolean;
-  reporter: Reporter;
+  /** undefined: the default keep-alive HTTP transport. */
   transport: Transport | undefined;
 }
 
@@ -253,23 +244,7 @@ export type QueryPolicy =
   | { kind: 'none' }
   | { kind: 'list'; names: ReadonlySet<string>; prefixes: readonly string[] };
 
-const TRACKER_KEYS = [
-  'trackingCode',
-  'host',
-  'siteUrl',
-  'concurrency',
-  'maxQueueSize',
-  'timeout',
-  'maxRetries',
-  'retryDelay',
-  'maxRetryDelay',
-  'visitorRateLimit',
-  'globalRateLimit',
-  'logger',
-  'anonymizeIp',
-  'transport',
-] as const satisfies readonly (keyof TrackerOptions)[];
-
+/** Options that configure a tracker's delivery: not allowed next to an existing `tracker`. */
 const DELIVERY_KEYS = [
   'trackingCode',
   'host',
@@ -283,6 +258,12 @@ const DELIVERY_KEYS = [
   'globalRateLimit',
   'anonymizeIp',
   'transport',
+] as const satisfies readonly (keyof TrackerOptions)[];
+
+const TRACKER_KEYS = [
+  ...DELIVERY_KEYS,
+  'siteUrl',
+  'logger',
 ] as const satisfies readonly (keyof TrackerOptions)[];
 
 const ANALYTICS_KEYS = [

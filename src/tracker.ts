@@ -97,17 +97,8 @@ export class ZenovayTracker implements Tracker {
     this.siteUrl = config.siteUrl;
     this.anonymizeIp = config.anonymizeIp;
     this.engine = new DeliveryEngine({
-      endpoint: config.endpoint,
-      concurrency: config.concurrency,
-      maxQueueSize: config.maxQueueSize,
-      timeoutMs: config.timeoutMs,
-      maxRetries: config.maxRetries,
-      retryDelayMs: config.retryDelayMs,
-      maxRetryDelayMs: config.maxRetryDelayMs,
-      visitorRateLimit: config.visitorRateLimit,
-      globalRateLimit: config.globalRateLimit,
+      ...config,
       transport: config.transport ?? createHttpTransport({ maxSockets: config.concurrency }),
-      reporter: config.reporter,
     });
   }
 

@@ -43,6 +43,7 @@ export interface TrackerStats {
 }
 
 export interface EngineOptions {
+  /** `{host}/e/{trackingCode}` */
   endpoint: string;
   concurrency: number;
   maxQueueSize: number;
