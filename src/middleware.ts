@@ -129,10 +129,11 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
         }
       }
       // Built in the order of the endpoint's documented example; the tracker checks it.
-      const event = { type: 'event', url, referrer, name, data } as WireEvent;
-      if (url === undefined) delete event.url;
-      if (referrer === undefined) delete event.referrer;
-      if (data === undefined) delete event.data;
+      const event: WireEvent = { type: 'event' };
+      if (url !== undefined) event.url = url;
+      if (referrer !== undefined) event.referrer = referrer;
+      event.name = name;
+      if (data !== undefined) event.data = data;
       return send(event, context);
     } catch (error) {
       internalError(error);

@@ -2,7 +2,6 @@
  * The tracker: checks and builds events, then hands them to the delivery engine. Shared by
  * `createTracker()` and `analytics()`; it never sees a request, only plain visitor data.
  */
-import { isIP } from 'node:net';
 import { DeliveryEngine, type TrackerStats } from './delivery/engine.js';
 import { createHttpTransport } from './delivery/http-transport.js';
 import type { TrackerEventName, TrackerListener } from './delivery/events.js';
@@ -186,14 +185,15 @@ export class ZenovayTracker implements Tracker {
         `${what} is ${Buffer.byteLength(body)} bytes of JSON, more than the ${MAX_EVENT_BYTES} allowed: send less data.`,
       );
     }
-    const ip: unknown = visitor?.ip;
-    if (ip !== undefined && (typeof ip !== 'string' || isIP(ip.replace(/^\[|\]$/g, '')) === 0)) {
+    const headers = forwardedHeaders(visitor, this.anonymizeIp);
+    // forwardedHeaders forwards one valid IP or none: a given IP that did not make it was bad.
+    if (visitor?.ip !== undefined && headers['x-forwarded-for'] === undefined) {
       this.reporter.warn(
         'ZENOVAY_BAD_IP',
-        `${what} got visitor.ip ${describe(ip)}, which is not an IP address; it is not forwarded.`,
+        `${what} got visitor.ip ${describe(visitor.ip)}, which is not an IP address; it is not forwarded.`,
       );
     }
-    return this.engine.submit(body, forwardedHeaders(visitor, this.anonymizeIp));
+    return this.engine.submit(body, headers);
   }
 
   private addReferrer(event: WireEvent, visitor: Visitor | undefined): void {
