@@ -12,6 +12,8 @@ module.exports = {
   },
   transformIgnorePatterns: ['/node_modules/(?!(p-queue|p-timeout)/)'],
   moduleNameMapper: {
+    // A worker thread runs JavaScript: the tests start the built delivery worker.
+    '^\\./worker-location\\.js$': '<rootDir>/test/helpers/worker-location.ts',
     // Sources import siblings as './x.js' (ESM style); the TypeScript file is what exists.
     '^(\\.{1,2}/.*)\\.js$': '$1',
   },

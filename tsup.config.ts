@@ -26,7 +26,15 @@ const common = {
 
 export default defineConfig([
   { ...common, format: ['esm'] },
-  { ...common, format: ['cjs'], noExternal: ['p-queue', 'p-timeout'] },
+  // import.meta.url (where the delivery worker's script is) gets tsup's CommonJS shim.
+  { ...common, format: ['cjs'], noExternal: ['p-queue', 'p-timeout'], shims: true },
+  // The delivery worker: one ESM file beside the entry points, started by both builds.
+  {
+    ...common,
+    entry: { 'delivery-worker': 'src/delivery/worker-host.ts' },
+    format: ['esm'],
+    dts: false,
+  },
   // The command line (`npx zenovay-express inspect`): ESM only, no types.
   { ...common, entry: { cli: 'src/cli.ts' }, format: ['esm'], dts: false },
 ]);

@@ -9,7 +9,7 @@ export type { RequestAnalytics } from './request/context.js';
 export type { DeviceInfo } from './request/device.js';
 export type { CloseOptions, EventData, Tracker, Visitor, WireEvent } from './tracker.js';
 export type { AnalyticsOptions, PathPattern, TrackerOptions } from './options.js';
-export type { TrackerStats, FailReason, DropReason } from './delivery/engine.js';
+export type { TrackerStats, FailReason, DropReason } from './delivery/delivery.js';
 export type { Transport, TransportRequest, TransportResponse } from './delivery/transport.js';
 export type { Logger } from './logger.js';
 export type { ClientHints } from './request/forwarded-headers.js';

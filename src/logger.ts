@@ -55,6 +55,11 @@ export class Reporter {
     this.throttled('error', code, message);
   }
 
+  /** A line already formatted and throttled elsewhere (by the delivery worker's reporter). */
+  line(level: LogLevel, line: string): void {
+    this.call(level, line);
+  }
+
   private throttled(level: LogLevel, code: string, message: string): void {
     const now = this.now();
     const last = this.lastReported.get(code);

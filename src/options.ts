@@ -105,6 +105,14 @@ export interface TrackerOptions {
    * @default keep-alive `http`/`https` transport
    */
   transport?: Transport;
+  /**
+   * Send from a worker thread: the request thread only hands each event over (in one message
+   * per tick), and the worker runs the queue, the retries and the HTTP client. `false` sends
+   * from the main thread, with the same behaviour and counters. A custom `transport` runs on the
+   * main thread (functions cannot cross threads), so it cannot be combined with `worker: true`.
+   * @default true (false with a custom `transport`)
+   */
+  worker?: boolean;
 }
 
 /** A path pattern: a string is a prefix of the path, a RegExp is tested against the path. */
@@ -116,7 +124,7 @@ export interface AnalyticsOptions extends TrackerOptions {
    * An existing tracker to send through (shared with webhooks or other middleware). The
    * delivery options (`trackingCode`, `host`, `concurrency`, `maxQueueSize`, `timeout`,
    * `maxRetries`, `retryDelay`, `maxRetryDelay`, `visitorRateLimit`, `globalRateLimit`,
-   * `anonymizeIp`, `transport`) then belong to that tracker and may not be given here.
+   * `anonymizeIp`, `transport`, `worker`) then belong to that tracker and may not be given here.
    * @default a new tracker built from these options
    */
   tracker?: Tracker;
@@ -208,6 +216,8 @@ export interface TrackerConfig extends Omit<EngineOptions, 'transport' | 'random
   anonymizeIp: boolean;
   /** undefined: the default keep-alive HTTP transport. */
   transport: Transport | undefined;
+  /** Delivery runs on a worker thread. */
+  worker: boolean;
 }
 
 /** What `resolveAnalyticsOptions` makes of `AnalyticsOptions`. */
@@ -258,6 +268,7 @@ const DELIVERY_KEYS = [
   'globalRateLimit',
   'anonymizeIp',
   'transport',
+  'worker',
 ] as const satisfies readonly (keyof TrackerOptions)[];
 
 const TRACKER_KEYS = [
@@ -351,6 +362,7 @@ export function resolveAnalyticsOptions(options: AnalyticsOptions | undefined): 
 function buildTrackerConfig(opts: TrackerOptions, caller: string): TrackerConfig {
   const trackingCode = resolveTrackingCode(opts.trackingCode, caller);
   const host = resolveHost(opts.host, caller);
+  const transport = resolveTransport(opts.transport, caller);
   return {
     trackingCode,
     endpoint: `${host}/e/${trackingCode}`,
@@ -365,8 +377,20 @@ function buildTrackerConfig(opts: TrackerOptions, caller: string): TrackerConfig
     globalRateLimit: resolveGlobalRateLimit(opts.globalRateLimit, caller),
     anonymizeIp: bool(opts.anonymizeIp, 'anonymizeIp', false, caller),
     reporter: new Reporter(resolveLogger(opts.logger, caller)),
-    transport: resolveTransport(opts.transport, caller),
+    transport,
+    worker: resolveWorker(opts.worker, transport, caller),
   };
+}
+
+function resolveWorker(value: unknown, transport: Transport | undefined, caller: string): boolean {
+  const worker = bool(value, 'worker', transport === undefined, caller);
+  if (worker && transport !== undefined) {
+    throw new TypeError(
+      `zenovay-express: ${caller}() got \`worker: true\` and a custom \`transport\`. A transport's ` +
+        'functions cannot run on the delivery worker: drop `worker` (a custom transport sends from the main thread).',
+    );
+  }
+  return worker;
 }
 
 function resolveTrackingCode(value: unknown, caller: string): string {

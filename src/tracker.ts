@@ -1,9 +1,11 @@
 /**
- * The tracker: checks and builds events, then hands them to the delivery engine. Shared by
+ * The tracker: checks and builds events, then hands them to delivery (a worker thread or the in-thread engine). Shared by
  * `createTracker()` and `analytics()`; it never sees a request, only plain visitor data.
  */
-import { DeliveryEngine, type TrackerStats } from './delivery/engine.js';
+import type { Delivery, TrackerStats } from './delivery/delivery.js';
+import { DeliveryEngine } from './delivery/engine.js';
 import { createHttpTransport } from './delivery/http-transport.js';
+import { WorkerDelivery } from './delivery/worker-delivery.js';
 import type { TrackerEventName, TrackerListener } from './delivery/events.js';
 import {
   describe,
@@ -86,7 +88,8 @@ export function createTracker(options?: TrackerOptions): Tracker {
 }
 
 export class ZenovayTracker implements Tracker {
-  private readonly engine: DeliveryEngine;
+  /** Where events go: a worker thread, or the in-thread engine. */
+  readonly delivery: Delivery;
   private readonly reporter: Reporter;
   private readonly siteUrl: string | undefined;
   private readonly anonymizeIp: boolean;
@@ -95,10 +98,25 @@ export class ZenovayTracker implements Tracker {
     this.reporter = config.reporter;
     this.siteUrl = config.siteUrl;
     this.anonymizeIp = config.anonymizeIp;
-    this.engine = new DeliveryEngine({
-      ...config,
-      transport: config.transport ?? createHttpTransport({ maxSockets: config.concurrency }),
-    });
+    const { transport, worker, reporter } = config;
+    const engine = {
+      endpoint: config.endpoint,
+      concurrency: config.concurrency,
+      maxQueueSize: config.maxQueueSize,
+      timeoutMs: config.timeoutMs,
+      maxRetries: config.maxRetries,
+      retryDelayMs: config.retryDelayMs,
+      maxRetryDelayMs: config.maxRetryDelayMs,
+      visitorRateLimit: config.visitorRateLimit,
+      globalRateLimit: config.globalRateLimit,
+    };
+    this.delivery = worker
+      ? new WorkerDelivery({ config: engine, reporter })
+      : new DeliveryEngine({
+          ...engine,
+          reporter,
+          transport: transport ?? createHttpTransport({ maxSockets: config.concurrency }),
+        });
   }
 
   trackEvent(name: string, data?: EventData, visitor?: Visitor): Promise<boolean> {
@@ -141,7 +159,7 @@ export class ZenovayTracker implements Tracker {
   }
 
   flush(): Promise<void> {
-    return this.engine.flush();
+    return this.delivery.flush();
   }
 
   close(options?: CloseOptions): Promise<void> {
@@ -153,20 +171,20 @@ export class ZenovayTracker implements Tracker {
         ),
       );
     }
-    return this.engine.close(timeout);
+    return this.delivery.close(timeout);
   }
 
   stats(): TrackerStats {
-    return this.engine.stats();
+    return this.delivery.stats();
   }
 
   on<K extends TrackerEventName>(name: K, listener: TrackerListener<K>): this {
-    this.engine.events.on(name, listener);
+    this.delivery.events.on(name, listener);
     return this;
   }
 
   off<K extends TrackerEventName>(name: K, listener: TrackerListener<K>): this {
-    this.engine.events.off(name, listener);
+    this.delivery.events.off(name, listener);
     return this;
   }
 
@@ -193,7 +211,9 @@ export class ZenovayTracker implements Tracker {
         `${what} got visitor.ip ${describe(visitor.ip)}, which is not an IP address; it is not forwarded.`,
       );
     }
-    return this.engine.submit(body, headers);
+    return new Promise<boolean>((resolve) =>
+      this.delivery.submit(body, headers, (outcome) => resolve(outcome.kind === 'delivered')),
+    );
   }
 
   private addReferrer(event: WireEvent, visitor: Visitor | undefined): void {
@@ -211,7 +231,8 @@ export class ZenovayTracker implements Tracker {
 
   private invalid(message: string): Promise<boolean> {
     this.reporter.warn('ZENOVAY_INVALID_EVENT', message);
-    return this.engine.reject('invalid');
+    this.delivery.reject('invalid');
+    return Promise.resolve(false);
   }
 }
 

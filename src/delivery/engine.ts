@@ -11,36 +11,19 @@ import { Emitter } from './events.js';
 import { RateGuard } from './rate-guard.js';
 import { backoffDelay, classifyStatus, type AttemptResult } from './retry-policy.js';
 import type { Transport } from './transport.js';
+import {
+  emptyReasons,
+  sum,
+  type Delivery,
+  type DropReason,
+  type EventHeaders,
+  type FailReason,
+  type Outcome,
+  type Settled,
+  type TrackerStats,
+} from './delivery.js';
 
-/** Why an event was given up after trying. */
-export type FailReason = 'rejected' | 'server_error' | 'timeout' | 'network' | 'rate_limited';
-/** Why an event was never sent. */
-export type DropReason = 'queue_full' | 'rate_limited' | 'closed' | 'invalid';
-
-/** Counters of a tracker. */
-export interface TrackerStats {
-  /** Every event handed to the tracker (invalid ones included). */
-  enqueued: number;
-  /** Answered 2xx by the endpoint. */
-  delivered: number;
-  /** Given up after trying: see `reasons.failed`. */
-  failed: number;
-  /** Never sent: see `reasons.dropped`. */
-  dropped: number;
-  /** Attempts beyond the first. */
-  retries: number;
-  /** Waiting: for a free connection, a retry's backoff, or the end of a pause. */
-  queued: number;
-  /** Being sent right now. */
-  inFlight: number;
-  /** What `failed` and `dropped` are made of. */
-  reasons: {
-    failed: Record<FailReason, number>;
-    dropped: Record<DropReason, number>;
-  };
-  /** `'open'` while sending is paused because the endpoint is unreachable. */
-  circuit: 'closed' | 'open' | 'half_open';
-}
+export type { DropReason, FailReason, TrackerStats } from './delivery.js';
 
 export interface EngineOptions {
   /** `{host}/e/{trackingCode}` */
@@ -70,30 +53,30 @@ export const MAX_THROTTLES = 10;
 type JobState = 'queued' | 'retry_wait' | 'in_flight' | 'settled';
 
 interface Job {
-  /** The Idempotency-Key: made at the first attempt (a waiting event does not need one). */
+  /** Order of arrival: flush() waits for the jobs that arrived before it. */
+  seq: number;
+  /** The Idempotency-Key: given, or made at the first attempt (a waiting event needs none). */
   id: string | undefined;
   /** The forwarded visitor headers, shared, never copied while the event waits. */
-  headers: Record<string, string>;
+  headers: EventHeaders;
   body: string;
   state: JobState;
   retriesUsed: number;
   throttles: number;
   timer: NodeJS.Timeout | undefined;
-  resolve: (delivered: boolean) => void;
-  done: Promise<boolean>;
+  settled: Settled | undefined;
 }
-
-type Outcome =
-  | { kind: 'delivered' }
-  | { kind: 'failed'; reason: FailReason; status?: number; message: string }
-  | { kind: 'dropped'; reason: DropReason };
 
 const noop = () => undefined;
 
-export class DeliveryEngine {
+export class DeliveryEngine implements Delivery {
   readonly events = new Emitter();
   private readonly queue: PQueue;
+  /** Unsettled jobs in order of arrival (a Set keeps insertion order). */
   private readonly pending = new Set<Job>();
+  private seq = 0;
+  /** flush() calls waiting for every job up to `seq` to settle, oldest first. */
+  private flushes: { seq: number; resolve: () => void }[] = [];
   private readonly shutdown = new AbortController();
   /** Events waiting for the queue: new ones, and retries (which go first). */
   private readonly backlog = new Fifo<Job>();
@@ -109,19 +92,9 @@ export class DeliveryEngine {
   private retries = 0;
   private waiting = 0;
   private inFlight = 0;
-  private readonly failed: Record<FailReason, number> = {
-    rejected: 0,
-    server_error: 0,
-    timeout: 0,
-    network: 0,
-    rate_limited: 0,
-  };
-  private readonly dropped: Record<DropReason, number> = {
-    queue_full: 0,
-    rate_limited: 0,
-    closed: 0,
-    invalid: 0,
-  };
+  private readonly reasons = emptyReasons();
+  private readonly failed = this.reasons.failed;
+  private readonly dropped = this.reasons.dropped;
 
   /** Set while sending is paused because the endpoint answered 429. */
   private throttleTimer: NodeJS.Timeout | undefined;
@@ -140,10 +113,13 @@ export class DeliveryEngine {
     this.random = options.random ?? Math.random;
   }
 
-  /** Accepts a serialised event. Never rejects: true once the endpoint answered 2xx. */
-  submit(body: string, headers: Record<string, string>): Promise<boolean> {
+  /**
+   * Takes a serialised event; `settled` hears its outcome once (possibly right away). `id` is
+   * its Idempotency-Key when the caller has one (the worker's, stable across restarts).
+   */
+  submit(body: string, headers: EventHeaders, settled?: Settled, id?: string): void {
     this.enqueued++;
-    if (this.closing) return this.dropNow('closed');
+    if (this.closing) return this.dropNow('closed', settled);
     const ip = headers['x-forwarded-for'];
     if (this.guard && ip !== undefined && !this.guard.allow(ip)) {
       this.options.reporter.warn(
@@ -151,41 +127,36 @@ export class DeliveryEngine {
         `a visitor IP passed the endpoint's limit (60 events per 10 s, 5,000 per hour); its events ` +
           'are dropped until the window ends, as the endpoint would refuse them.',
       );
-      return this.dropNow('rate_limited');
+      return this.dropNow('rate_limited', settled);
     }
     if (this.waiting >= this.options.maxQueueSize && !this.startsRightAway()) {
       this.reportQueueFull();
-      return this.dropNow('queue_full');
+      return this.dropNow('queue_full', settled);
     }
-
-    let resolve!: (delivered: boolean) => void;
-    const done = new Promise<boolean>((r) => (resolve = r));
     const job: Job = {
-      id: undefined,
+      seq: ++this.seq,
+      id,
       headers,
       body,
       state: 'queued',
       retriesUsed: 0,
       throttles: 0,
       timer: undefined,
-      resolve,
-      done,
+      settled,
     };
     this.pending.add(job);
     this.waiting++;
     this.enqueue(job, 0);
-    return done;
   }
 
-  /** Counts an event that never reached the queue (bad input): enqueued and dropped at once. */
-  reject(reason: DropReason): Promise<boolean> {
+  reject(reason: DropReason): void {
     this.enqueued++;
-    return this.dropNow(reason);
+    this.dropNow(reason, undefined);
   }
 
-  /** Resolves when every event accepted before the call is settled. Never rejects. */
-  async flush(): Promise<void> {
-    await Promise.all(Array.from(this.pending, (job) => job.done));
+  flush(): Promise<void> {
+    if (this.pending.size === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => this.flushes.push({ seq: this.seq, resolve }));
   }
 
   /**
@@ -411,10 +382,10 @@ export class DeliveryEngine {
     return { kind: 'network', message };
   }
 
-  private dropNow(reason: DropReason): Promise<boolean> {
+  private dropNow(reason: DropReason, settled: Settled | undefined): void {
     this.dropped[reason]++;
     this.events.emit('drop', { reason });
-    return Promise.resolve(false);
+    settled?.({ kind: 'dropped', reason });
   }
 
   private settle(job: Job, outcome: Outcome): void {
@@ -435,7 +406,23 @@ export class DeliveryEngine {
       this.dropped[outcome.reason]++;
       this.events.emit('drop', { reason: outcome.reason, id: job.id });
     }
-    job.resolve(outcome.kind === 'delivered');
+    if (this.flushes.length > 0) this.releaseFlushes();
+    try {
+      job.settled?.(outcome);
+    } catch {
+      // The caller's bookkeeping must not break the engine's.
+    }
+  }
+
+  /** Resolves the flush() calls whose jobs have all settled. */
+  private releaseFlushes(): void {
+    const oldest = this.pending.values().next();
+    const firstUnsettled = oldest.done ? Infinity : oldest.value.seq;
+    let released = 0;
+    while (released < this.flushes.length && this.flushes[released]!.seq < firstUnsettled) {
+      this.flushes[released++]!.resolve();
+    }
+    if (released > 0) this.flushes = this.flushes.slice(released);
   }
 
   private reportQueueFull(): void {
@@ -612,10 +599,4 @@ function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
       },
     );
   });
-}
-
-function sum(counts: Record<string, number>): number {
-  let total = 0;
-  for (const key in counts) total += counts[key]!;
-  return total;
 }

@@ -48,6 +48,11 @@ function engine(
   });
 }
 
+/** Submits an empty event: resolves true once delivered. */
+function submit(e: DeliveryEngine): Promise<boolean> {
+  return new Promise((resolve) => e.submit('{}', {}, (o) => resolve(o.kind === 'delivered')));
+}
+
 /** Lets promises and p-queue's microtasks run without moving the clock. */
 async function drain(): Promise<void> {
   for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));
@@ -57,7 +62,7 @@ test('retries wait 0.5 x 500 ms, then 0.5 x 1000 ms, then 0.5 x 2000 ms', async 
   const { transport, times } = scripted([{ status: 503 }, { status: 503 }, { status: 500 }]);
   const e = engine(transport);
   const t0 = Date.now();
-  const result = e.submit('{}', {});
+  const result = submit(e);
   await drain();
   expect(times.map((t) => t - t0)).toEqual([0]);
   await jest.advanceTimersByTimeAsync(249);
@@ -76,9 +81,9 @@ test('Retry-After pauses every event for exactly that long', async () => {
   const { transport, times } = scripted([{ status: 429, retryAfter: '3' }]);
   const e = engine(transport, { concurrency: 1 });
   const t0 = Date.now();
-  const first = e.submit('{}', {});
+  const first = submit(e);
   await drain();
-  const second = e.submit('{}', {});
+  const second = submit(e);
   await jest.advanceTimersByTimeAsync(2999);
   expect(times.map((t) => t - t0)).toEqual([0]);
   await jest.advanceTimersByTimeAsync(1);
@@ -97,7 +102,7 @@ test('the circuit opens after the threshold and probes after 1 s, then 2 s', asy
     maxRetryDelayMs: 0,
   });
   const t0 = Date.now();
-  const result = e.submit('{}', {});
+  const result = submit(e);
   await drain();
   await jest.advanceTimersByTimeAsync(0);
   await drain();

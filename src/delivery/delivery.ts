@@ -1,0 +1,88 @@
+/**
+ * What the tracker needs from delivery, whichever thread it runs on: the in-thread engine
+ * (`engine.ts`) and the worker-thread client (`worker-delivery.ts`) both implement it.
+ */
+import type { Emitter } from './events.js';
+
+/** Why an event was given up after trying. */
+export type FailReason = 'rejected' | 'server_error' | 'timeout' | 'network' | 'rate_limited';
+/** Why an event was never sent. */
+export type DropReason = 'queue_full' | 'rate_limited' | 'closed' | 'invalid';
+
+/** Counters of a tracker. */
+export interface TrackerStats {
+  /** Every event handed to the tracker (invalid ones included). */
+  enqueued: number;
+  /** Answered 2xx by the endpoint. */
+  delivered: number;
+  /** Given up after trying: see `reasons.failed`. */
+  failed: number;
+  /** Never sent: see `reasons.dropped`. */
+  dropped: number;
+  /** Attempts beyond the first. */
+  retries: number;
+  /** Waiting: for a free connection, a retry's backoff, or the end of a pause. */
+  queued: number;
+  /** Being sent right now. */
+  inFlight: number;
+  /** What `failed` and `dropped` are made of. */
+  reasons: {
+    failed: Record<FailReason, number>;
+    dropped: Record<DropReason, number>;
+  };
+  /** `'open'` while sending is paused because the endpoint is unreachable. */
+  circuit: 'closed' | 'open' | 'half_open';
+}
+
+/** How an event ended. */
+export type Outcome =
+  | { kind: 'delivered' }
+  | { kind: 'failed'; reason: FailReason; status?: number; message: string }
+  | { kind: 'dropped'; reason: DropReason };
+
+/** Hears an event's outcome, once. */
+export type Settled = (outcome: Outcome) => void;
+
+/** The forwarded visitor headers of one event (`content-type` included). */
+export type EventHeaders = Record<string, string>;
+
+export interface Delivery {
+  readonly events: Emitter;
+  /** Takes a serialised event; `settled` hears its outcome once. Never throws. */
+  submit(body: string, headers: EventHeaders, settled?: Settled): void;
+  /** Counts an event refused before it reached delivery (bad input): enqueued and dropped. */
+  reject(reason: DropReason): void;
+  /** Resolves when every event submitted before the call is settled. Never rejects. */
+  flush(): Promise<void>;
+  /** Stops intake, delivers what it can within `timeoutMs`, drops the rest, frees everything. */
+  close(timeoutMs: number): Promise<void>;
+  /** `enqueued = delivered + failed + dropped + queued + inFlight` at every moment. */
+  stats(): TrackerStats;
+}
+
+export const FAIL_REASONS: readonly FailReason[] = [
+  'rejected',
+  'server_error',
+  'timeout',
+  'network',
+  'rate_limited',
+];
+export const DROP_REASONS: readonly DropReason[] = [
+  'queue_full',
+  'rate_limited',
+  'closed',
+  'invalid',
+];
+
+export function emptyReasons(): TrackerStats['reasons'] {
+  return {
+    failed: { rejected: 0, server_error: 0, timeout: 0, network: 0, rate_limited: 0 },
+    dropped: { queue_full: 0, rate_limited: 0, closed: 0, invalid: 0 },
+  };
+}
+
+export function sum(counts: Record<string, number>): number {
+  let total = 0;
+  for (const key in counts) total += counts[key]!;
+  return total;
+}

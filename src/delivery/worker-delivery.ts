@@ -1,0 +1,378 @@
+/**
+ * Delivery on a worker thread, seen from the main thread. The request thread only numbers each
+ * event, appends it to the tick's batch (one string) and keeps it until the worker says how it
+ * ended; once per tick the batch crosses to the worker, which runs the engine and the HTTP
+ * client. The main thread is the accountant: it counts what it was given and how each event
+ * ended, so `stats()` stays exact and answers without asking the worker.
+ *
+ * A worker that dies is restarted and given back every event it had not settled, under the
+ * same Idempotency-Keys (the endpoint can tell a repeat). After {@link MAX_CRASHES} crashes in
+ * {@link CRASH_WINDOW_MS}, or when no worker can start at all, delivery moves to the main thread
+ * (the in-thread engine) with the events still open. The worker is referenced only while it
+ * holds events, so it keeps the process alive no longer than in-thread sockets would, and it
+ * is terminated by `close()`.
+ */
+import { randomUUID } from 'node:crypto';
+import { Worker } from 'node:worker_threads';
+import type { Reporter } from '../logger.js';
+import {
+  emptyReasons,
+  sum,
+  type Delivery,
+  type DropReason,
+  type EventHeaders,
+  type Outcome,
+  type Settled,
+  type TrackerStats,
+} from './delivery.js';
+import { DeliveryEngine } from './engine.js';
+import { Emitter, EVENT_NAMES } from './events.js';
+import { createHttpTransport } from './http-transport.js';
+import {
+  encodeEvent,
+  idempotencyKey,
+  OUTCOMES,
+  type FromWorker,
+  type ToWorker,
+  type WorkerConfig,
+} from './worker-protocol.js';
+import { workerScript } from './worker-location.js';
+
+/** Crashes within {@link CRASH_WINDOW_MS} after which delivery stays on the main thread. */
+export const MAX_CRASHES = 3;
+export const CRASH_WINDOW_MS = 60_000;
+/** A batch this large crosses at once instead of waiting for the end of the tick. */
+export const MAX_BATCH = 512;
+/** How long close() waits for the worker beyond its own timeout before terminating it. */
+export const CLOSE_GRACE_MS = 1000;
+
+export interface WorkerDeliveryOptions {
+  config: Omit<WorkerConfig, 'keyPrefix'>;
+  reporter: Reporter;
+  /** For tests: the worker's script. */
+  script?: URL;
+}
+
+interface OpenEvent {
+  body: string;
+  headers: EventHeaders;
+  settled: Settled | undefined;
+}
+
+export class WorkerDelivery implements Delivery {
+  readonly events: Emitter;
+  private worker: Worker | undefined;
+  /** The in-thread engine, once the worker could not be used. */
+  private inline: DeliveryEngine | undefined;
+  /** Events handed over and not yet settled, by number, in order of arrival. */
+  private readonly open = new Map<number, OpenEvent>();
+  private nextSeq = 1;
+  private batch = '';
+  private batchCount = 0;
+  private batchScheduled = false;
+  /** Whether the worker keeps the process alive (only while it holds events). */
+  private referenced = false;
+  private readonly crashes: number[] = [];
+  private readonly keyPrefix = randomUUID().slice(0, 24);
+  /** At most this many events open at once: the worker's queue and its connections. */
+  private readonly bound: number;
+  private closing: Promise<void> | undefined;
+  private workerClosed: (() => void) | undefined;
+  private flushes: { seq: number; resolve: () => void }[] = [];
+
+  private enqueued = 0;
+  private delivered = 0;
+  private readonly reasons = emptyReasons();
+  /** Retries of workers that are gone; the live one's are added. */
+  private pastRetries = 0;
+  private workerRetries = 0;
+  private workerInFlight = 0;
+  private circuit: TrackerStats['circuit'] = 'closed';
+
+  constructor(private readonly options: WorkerDeliveryOptions) {
+    this.bound = options.config.maxQueueSize + options.config.concurrency;
+    this.events = new Emitter((name, listened) => this.post({ t: 'listen', name, listened }));
+    this.startWorker();
+  }
+
+  /** Where events are sent from: `'worker'`, or `'main'` after the worker could not be used. */
+  get thread(): 'worker' | 'main' {
+    return this.inline ? 'main' : 'worker';
+  }
+
+  submit(body: string, headers: EventHeaders, settled?: Settled): void {
+    this.enqueued++;
+    if (this.closing) return this.dropHere('closed', settled);
+    if (this.open.size >= this.bound) {
+      this.options.reporter.warn(
+        'ZENOVAY_QUEUE_FULL',
+        `${this.options.config.maxQueueSize} events are already waiting to be sent; new events are dropped until ` +
+          'the queue drains. The endpoint may be slow or unreachable; raise `maxQueueSize` or `concurrency` if it is not.',
+      );
+      return this.dropHere('queue_full', settled);
+    }
+    const seq = this.nextSeq++;
+    this.open.set(seq, { body, headers, settled });
+    if (this.inline) {
+      this.submitInline(seq, body, headers);
+    } else {
+      this.batch += encodeEvent(seq, body, headers);
+      if (++this.batchCount >= MAX_BATCH) this.sendBatch();
+      else if (!this.batchScheduled) {
+        this.batchScheduled = true;
+        setImmediate(this.sendBatch);
+      }
+    }
+    if (!this.referenced) this.updateRef();
+  }
+
+  reject(reason: DropReason): void {
+    this.enqueued++;
+    this.dropHere(reason, undefined);
+  }
+
+  flush(): Promise<void> {
+    this.sendBatch();
+    if (this.open.size === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => this.flushes.push({ seq: this.nextSeq - 1, resolve }));
+  }
+
+  close(timeoutMs: number): Promise<void> {
+    this.closing ??= this.shutDown(timeoutMs);
+    return this.closing;
+  }
+
+  stats(): TrackerStats {
+    const failed = sum(this.reasons.failed);
+    const dropped = sum(this.reasons.dropped);
+    const unsettled = this.enqueued - this.delivered - failed - dropped;
+    const live = this.inline?.stats();
+    // The worker's split is as of its last report (a tick old at most). Events on their way to
+    // it count as waiting up to maxQueueSize and as in flight beyond, so that neither count
+    // ever passes its bound (the main thread holds at most maxQueueSize + concurrency).
+    const reported = live ? live.inFlight : this.workerInFlight;
+    const inFlight = Math.min(
+      unsettled,
+      Math.max(reported, unsettled - this.options.config.maxQueueSize),
+    );
+    return {
+      enqueued: this.enqueued,
+      delivered: this.delivered,
+      failed,
+      dropped,
+      retries: this.pastRetries + (live ? live.retries : this.workerRetries),
+      queued: unsettled - inFlight,
+      inFlight,
+      reasons: {
+        failed: { ...this.reasons.failed },
+        dropped: { ...this.reasons.dropped },
+      },
+      circuit: live ? live.circuit : this.circuit,
+    };
+  }
+
+  // ---- the worker -----------------------------------------------------------------------
+
+  private startWorker(): void {
+    let worker: Worker;
+    try {
+      const { config } = this.options;
+      worker = new Worker(this.options.script ?? workerScript(), {
+        name: 'zenovay-delivery',
+        workerData: { ...config, keyPrefix: this.keyPrefix } satisfies WorkerConfig,
+        stdout: false,
+        stderr: false,
+      });
+    } catch (error) {
+      this.useMainThread(`no worker thread could start (${describeError(error)})`);
+      return;
+    }
+    this.worker = worker;
+    let failure: unknown;
+    worker.on('message', (message: FromWorker) => this.onMessage(message));
+    worker.on('error', (error) => (failure = error));
+    worker.once('exit', (code) => {
+      if (this.worker !== worker) return;
+      this.worker = undefined;
+      this.workerClosed?.();
+      if (this.closing) return;
+      this.onCrash(`exited with code ${code}${failure ? `: ${describeError(failure)}` : ''}`);
+    });
+    for (const name of EVENT_NAMES) {
+      if (this.events.listened(name)) this.post({ t: 'listen', name, listened: true });
+    }
+    // After the listeners: adding a 'message' listener references the worker again.
+    this.referenced = true;
+    this.updateRef();
+  }
+
+  private onCrash(why: string): void {
+    this.pastRetries += this.workerRetries;
+    this.workerRetries = 0;
+    this.workerInFlight = 0;
+    this.circuit = 'closed';
+    const now = Date.now();
+    this.crashes.push(now);
+    while (this.crashes.length > 0 && now - this.crashes[0]! > CRASH_WINDOW_MS)
+      this.crashes.shift();
+    if (this.crashes.length > MAX_CRASHES) {
+      this.useMainThread(
+        `the delivery worker ${why}, ${this.crashes.length} times within a minute`,
+      );
+      return;
+    }
+    this.options.reporter.warn(
+      'ZENOVAY_WORKER_RESTARTED',
+      `the delivery worker ${why}; it was restarted and given back its ${this.open.size} unsettled events ` +
+        '(under the same Idempotency-Keys, so the endpoint can tell repeats).',
+    );
+    this.startWorker();
+    this.resend();
+  }
+
+  /** Moves delivery to the main thread for good, with every open event. */
+  private useMainThread(why: string): void {
+    this.options.reporter.error(
+      'ZENOVAY_WORKER_FAILED',
+      `${why}; events are now sent from the main thread (in-thread delivery), which costs the ` +
+        'request thread more but loses nothing.',
+    );
+    this.batch = '';
+    this.batchCount = 0;
+    const inline = new DeliveryEngine({
+      ...this.options.config,
+      transport: createHttpTransport({ maxSockets: this.options.config.concurrency }),
+      reporter: this.options.reporter,
+    });
+    for (const name of EVENT_NAMES) {
+      inline.events.on(name, (payload) => this.events.emit(name, payload as never));
+    }
+    this.inline = inline;
+    for (const [seq, event] of this.open) this.submitInline(seq, event.body, event.headers);
+  }
+
+  private submitInline(seq: number, body: string, headers: EventHeaders): void {
+    this.inline!.submit(
+      body,
+      headers,
+      (outcome) => this.settle(seq, outcome),
+      idempotencyKey(this.keyPrefix, seq),
+    );
+  }
+
+  /** Gives a new worker every open event, in order. */
+  private resend(): void {
+    this.batch = '';
+    this.batchCount = 0;
+    let data = '';
+    for (const [seq, event] of this.open) data += encodeEvent(seq, event.body, event.headers);
+    if (data !== '') this.post({ t: 'events', data });
+  }
+
+  private readonly sendBatch = (): void => {
+    this.batchScheduled = false;
+    if (this.batchCount === 0) return;
+    const data = this.batch;
+    this.batch = '';
+    this.batchCount = 0;
+    this.post({ t: 'events', data });
+  };
+
+  private post(message: ToWorker): void {
+    if (!this.inline) this.worker?.postMessage(message);
+  }
+
+  private onMessage(message: FromWorker): void {
+    if (message.t === 'closed') {
+      this.workerClosed?.();
+      return;
+    }
+    const { settled } = message;
+    for (let i = 0; i + 1 < settled.length; i += 2) {
+      this.settle(settled[i]!, OUTCOMES[settled[i + 1]!]!);
+    }
+    this.workerRetries = message.retries;
+    this.workerInFlight = message.inFlight;
+    this.circuit = message.circuit;
+    for (const [name, payload] of message.emitted) this.events.emit(name, payload as never);
+    for (const [level, line] of message.logs) this.options.reporter.line(level, line);
+  }
+
+  // ---- accounting -----------------------------------------------------------------------
+
+  private settle(seq: number, outcome: Outcome): void {
+    const event = this.open.get(seq);
+    if (event === undefined) return; // settled already (a repeat after a restart)
+    this.open.delete(seq);
+    this.count(outcome);
+    if (this.flushes.length > 0) this.releaseFlushes();
+    if (this.open.size === 0) this.updateRef();
+    try {
+      event.settled?.(outcome);
+    } catch {
+      // The caller's bookkeeping must not break ours.
+    }
+  }
+
+  private count(outcome: Outcome): void {
+    if (outcome.kind === 'delivered') this.delivered++;
+    else if (outcome.kind === 'failed') this.reasons.failed[outcome.reason]++;
+    else this.reasons.dropped[outcome.reason]++;
+  }
+
+  private dropHere(reason: DropReason, settled: Settled | undefined): void {
+    const outcome: Outcome = { kind: 'dropped', reason };
+    this.count(outcome);
+    this.events.emit('drop', { reason });
+    settled?.(outcome);
+  }
+
+  private releaseFlushes(): void {
+    const oldest = this.open.keys().next();
+    const firstOpen = oldest.done ? Infinity : oldest.value;
+    let released = 0;
+    while (released < this.flushes.length && this.flushes[released]!.seq < firstOpen) {
+      this.flushes[released++]!.resolve();
+    }
+    if (released > 0) this.flushes = this.flushes.slice(released);
+  }
+
+  private updateRef(): void {
+    const worker = this.worker;
+    if (!worker) return;
+    const wanted = this.open.size > 0 || this.closing !== undefined;
+    if (wanted === this.referenced) return;
+    this.referenced = wanted;
+    if (wanted) worker.ref();
+    else worker.unref();
+  }
+
+  // ---- shutdown -------------------------------------------------------------------------
+
+  private async shutDown(timeoutMs: number): Promise<void> {
+    this.sendBatch();
+    const worker = this.worker;
+    if (worker) {
+      this.updateRef();
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve) => {
+        this.workerClosed = resolve;
+        timer = setTimeout(resolve, timeoutMs + CLOSE_GRACE_MS);
+        this.post({ t: 'close', timeoutMs });
+      });
+      clearTimeout(timer);
+      this.worker = undefined;
+      await worker.terminate();
+    } else if (this.inline) {
+      await this.inline.close(timeoutMs);
+    }
+    // What no one reported on (a worker that died or hung while closing) did not get out.
+    for (const seq of Array.from(this.open.keys())) {
+      this.settle(seq, { kind: 'dropped', reason: 'closed' });
+    }
+  }
+}
+
+function describeError(error: unknown): string {
+  return (error as Error | undefined)?.message ?? String(error);
+}

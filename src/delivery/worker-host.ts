@@ -1,0 +1,101 @@
+/**
+ * The delivery worker (built as `dist/delivery-worker.js`): runs the same engine as in-thread
+ * delivery, with the keep-alive HTTP transport, off the request thread. It takes batches of
+ * events and reports back once per tick: which events settled and how, the counters the main
+ * thread cannot know, the log lines and the events the main thread listens to.
+ */
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
+import { Reporter, type LogLevel } from '../logger.js';
+import { DeliveryEngine } from './engine.js';
+import { EVENT_NAMES, type TrackerEventName, type TrackerEvents } from './events.js';
+import { createHttpTransport } from './http-transport.js';
+import {
+  decodeEvents,
+  idempotencyKey,
+  outcomeCode,
+  type FromWorker,
+  type ToWorker,
+  type WorkerConfig,
+} from './worker-protocol.js';
+
+if (!parentPort)
+  throw new Error('zenovay-express: the delivery worker runs only as a worker thread.');
+const port: MessagePort = parentPort;
+const config = workerData as WorkerConfig;
+
+let settled: number[] = [];
+let emitted: [TrackerEventName, TrackerEvents[TrackerEventName]][] = [];
+let logs: [LogLevel, string][] = [];
+let scheduled = false;
+const listened = new Set<TrackerEventName>();
+
+const line = (level: LogLevel) => (text: string) => {
+  logs.push([level, text]);
+  schedule();
+};
+const engine = new DeliveryEngine({
+  ...config,
+  transport: createHttpTransport({ maxSockets: config.concurrency }),
+  // Throttled here, once a minute per code, so that a flood never crosses the thread.
+  reporter: new Reporter({ info: line('info'), warn: line('warn'), error: line('error') }),
+});
+
+for (const name of EVENT_NAMES) {
+  engine.events.on(name, (payload: TrackerEvents[typeof name]) => {
+    if (listened.has(name)) emitted.push([name, payload]);
+    schedule();
+  });
+}
+
+function schedule(): void {
+  if (scheduled) return;
+  scheduled = true;
+  setImmediate(report);
+}
+
+function report(): void {
+  scheduled = false;
+  const stats = engine.stats();
+  const message: FromWorker = {
+    t: 'report',
+    settled,
+    retries: stats.retries,
+    inFlight: stats.inFlight,
+    circuit: stats.circuit,
+    emitted,
+    logs,
+  };
+  settled = [];
+  emitted = [];
+  logs = [];
+  port.postMessage(message);
+}
+
+port.on('message', (message: ToWorker) => {
+  switch (message.t) {
+    case 'events':
+      decodeEvents(message.data, (seq, body, headers) => {
+        engine.submit(
+          body,
+          headers,
+          (outcome) => {
+            settled.push(seq, outcomeCode(outcome));
+            schedule();
+          },
+          idempotencyKey(config.keyPrefix, seq),
+        );
+      });
+      schedule();
+      return;
+    case 'listen':
+      if (message.listened) listened.add(message.name);
+      else listened.delete(message.name);
+      return;
+    case 'close':
+      void engine.close(message.timeoutMs).then(() => {
+        report();
+        port.postMessage({ t: 'closed' } satisfies FromWorker);
+        port.close();
+      });
+  }
+});
