@@ -2,21 +2,25 @@
  * The app under test, in its own process: Express 5 serving a small HTML page, with one of
  *   none     no tracking
  *   fetch    the endpoint documentation's approach: one global fetch per pageview (our code)
- *   package  app.use(analytics()) from this package's build
- * GET /__stats reports memory, event-loop utilisation and the tracker's stats.
+ *   package  app.use(analytics()) from this package's build (delivery on its worker thread)
+ *   inline   the same with `worker: false` (delivery on the main thread)
+ * GET /__stats reports memory, the main thread's CPU time and event-loop utilisation since the
+ * last call, and the tracker's stats.
  * Prints {"port":N} when ready.
  */
 import http from 'node:http';
 import { performance } from 'node:perf_hooks';
 import express from 'express';
 import { analytics } from '../dist/index.js';
+import { threadCpuMs } from './thread-cpu.mjs';
 
 const [variant = 'none', sinkUrl = 'http://127.0.0.1:9'] = process.argv.slice(2);
 const app = express();
 let tracker;
 
-if (variant === 'package') {
+if (variant === 'package' || variant === 'inline') {
   const middleware = analytics({
+    worker: variant === 'package',
     trackingCode: 'bench',
     host: sinkUrl,
     logger: false,
@@ -56,10 +60,14 @@ app.get('/', (_req, res) => {
 });
 
 let elu = performance.eventLoopUtilization();
+let cpu = threadCpuMs();
 app.get('/__stats', (_req, res) => {
   const now = performance.eventLoopUtilization();
   const delta = performance.eventLoopUtilization(now, elu);
   elu = now;
+  const cpuNow = threadCpuMs();
+  const cpuMs = cpuNow - cpu;
+  cpu = cpuNow;
   const mem = process.memoryUsage();
   res.json({
     served,
@@ -67,6 +75,7 @@ app.get('/__stats', (_req, res) => {
     heapUsed: mem.heapUsed,
     elu: delta.utilization,
     active: delta.active,
+    cpuMs,
     tracker: tracker?.stats(),
   });
 });

@@ -1,14 +1,18 @@
 /**
  * `npm run bench`: measures side by side, in one run, interleaved (A B C A B C ...):
  *   1. an Express app without tracking, with the documented one-fetch-per-pageview approach,
- *      and with this package: requests/s, p50/p99 latency, events that reached the sink;
- *   2. the main thread's cost per tracked request, at a fixed request rate (event-loop time);
+ *      and with this package (delivery on its worker thread, and `worker: false`): requests/s,
+ *      p50/p99 latency, events that reached the sink;
+ *   2. the main thread's CPU time per tracked request: in the app at a fixed request rate, and
+ *      in one process without sockets (bench/request-cost.mjs), tracked minus untracked;
  *   3. an outage: the endpoint black-holed under sustained load, against a healthy endpoint
  *      (p99 latency and the app's memory growth);
- *   4. the delivery throughput of one standalone tracker.
+ *   4. the delivery throughput of one standalone tracker, with the package's HTTP client on its
+ *      worker and on the main thread, and with Node's http agent, undici 7 and fetch.
  * Prints medians and ratios and writes them to bench/results/latest.md.
  *
- * Environment: BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_CONNECTIONS (50), BENCH_RATE (1000).
+ * Thread CPU times come from /proc/thread-self/stat (Linux).
+ * Environment: BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_CONNECTIONS (50), BENCH_RATE (2000).
  */
 import { spawn } from 'node:child_process';
 import { writeFileSync, mkdirSync } from 'node:fs';
@@ -21,7 +25,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
-const RATE = Number(process.env.BENCH_RATE ?? 1000);
+const RATE = Number(process.env.BENCH_RATE ?? 2000);
 const UA =
   'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36';
 
@@ -108,10 +112,16 @@ async function costCase(variant, sink) {
   await load(app.url, { duration: 1 });
   await sleep(200);
   await getJson(`${app.url}/__stats`); // starts the measured window
-  const run = await load(app.url, { connections: 10, overallRate: RATE });
+  const run = await load(app.url, { connections: 10, overallRate: RATE, duration: 2 * SECONDS });
   const stats = await getJson(`${app.url}/__stats`);
   await app.stop();
-  return { activeMs: stats.active, requests: run['2xx'] };
+  return { cpuMs: stats.cpuMs, requests: run['2xx'] };
+}
+
+/** The same cost without sockets, in one process: see bench/request-cost.mjs. */
+async function requestCostCase(variant, sink) {
+  const out = await runScript('request-cost.mjs', [sink.url, variant, '40000', '5000']);
+  return out;
 }
 
 // ---- 3. outage ----------------------------------------------------------------------------
@@ -134,15 +144,29 @@ async function outageCase(sink) {
 
 // ---- 4. standalone delivery throughput ----------------------------------------------------
 
-async function deliveryCase(sink) {
-  const child = spawn(process.execPath, [path.join(here, 'throughput.mjs'), sink.url, '30000'], {
+const CLIENTS = ['worker', 'inline', 'http', 'undici', 'fetch'];
+
+async function deliveryCase(sink, client) {
+  const n = client === 'fetch' ? 10000 : 30000;
+  const { events, ms, delivered, cpuMs } = await runScript('throughput.mjs', [sink.url, n, client]);
+  return {
+    eventsPerSecond: (events / ms) * 1000,
+    delivered,
+    events,
+    cpuUsPerEvent: (cpuMs * 1000) / events,
+  };
+}
+
+/** Runs a bench script to its end and parses the JSON line it prints. */
+async function runScript(script, args) {
+  const child = spawn(process.execPath, [path.join(here, script), ...args.map(String)], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let out = '';
   child.stdout.on('data', (d) => (out += d));
-  await new Promise((r) => child.once('exit', r));
-  const { events, ms, delivered } = JSON.parse(out);
-  return { eventsPerSecond: (events / ms) * 1000, delivered, events };
+  const code = await new Promise((r) => child.once('exit', r));
+  if (code !== 0) throw new Error(`${script} ${args.join(' ')} exited with ${code}`);
+  return JSON.parse(out);
 }
 
 // ---- run ----------------------------------------------------------------------------------
@@ -156,11 +180,12 @@ const fmt = (n, digits = 0) =>
 async function main() {
   const sink = await start('sink.mjs', ['ok']);
   const blackhole = await start('sink.mjs', ['blackhole']);
-  const variants = ['none', 'fetch', 'package'];
+  const variants = ['none', 'fetch', 'package', 'inline'];
   const results = Object.fromEntries(variants.map((v) => [v, []]));
   const cost = { none: [], package: [] };
+  const requestCost = { none: [], package: [], inline: [] };
   const outage = { healthy: [], outage: [] };
-  const delivery = [];
+  const delivery = Object.fromEntries(CLIENTS.map((c) => [c, []]));
 
   for (let round = 1; round <= ROUNDS; round++) {
     for (const v of variants) {
@@ -171,11 +196,17 @@ async function main() {
       );
     }
     for (const v of ['none', 'package']) cost[v].push(await costCase(v, sink));
+    for (const v of ['none', 'package', 'inline']) {
+      requestCost[v].push(await requestCostCase(v, sink));
+    }
     outage.healthy.push(await outageCase(sink));
     outage.outage.push(await outageCase(blackhole));
     const o = outage.outage.at(-1);
     console.error(`round ${round} outage: p99 ${o.p99} ms, rss +${fmt(o.rssGrowthMb, 1)} MB`);
-    delivery.push(await deliveryCase(sink));
+    for (const c of CLIENTS) delivery[c].push(await deliveryCase(sink, c));
+    console.error(
+      `round ${round} delivery: ${CLIENTS.map((c) => `${c} ${fmt(delivery[c].at(-1).eventsPerSecond)}/s`).join(', ')}`,
+    );
   }
   await sink.stop();
   await blackhole.stop();
@@ -198,7 +229,8 @@ async function main() {
   const label = {
     none: 'no tracking',
     fetch: 'one `fetch` per pageview (documented approach)',
-    package: 'zenovay-express',
+    package: 'zenovay-express (delivery on its worker thread, the default)',
+    inline: 'zenovay-express, `worker: false` (delivery on the main thread)',
   };
   for (const v of variants) {
     const rs = results[v];
@@ -209,12 +241,23 @@ async function main() {
     );
   }
   const perRequestUs = cost.package.map(
-    (p, i) => ((p.activeMs - cost.none[i].activeMs) * 1000) / p.requests,
+    (p, i) => ((p.cpuMs - cost.none[i].cpuMs) * 1000) / p.requests,
   );
+  const inProcess = (v) =>
+    requestCost[v].map((p, i) => ((p.cpuMs - requestCost.none[i].cpuMs) * 1000) / p.requests);
   lines.push('', '## Main-thread cost per tracked request', '');
   lines.push(
-    `At a fixed ${RATE} requests/s: event-loop busy time with tracking minus without, per request: ` +
-      `**${fmt(median(perRequestUs), 1)} µs** (rounds: ${perRequestUs.map((x) => fmt(x, 1)).join(', ')}).`,
+    'CPU time of the main thread only (/proc/thread-self/stat, 10 ms ticks), with tracking minus without, per request:',
+    '',
+    `- in the Express app at a fixed ${fmt(RATE)} requests/s for ${2 * SECONDS} s: ` +
+      `**${fmt(median(perRequestUs), 1)} µs** (rounds: ${perRequestUs.map((x) => fmt(x, 1)).join(', ')});`,
+    `- in one process without sockets (bench/request-cost.mjs, 40,000 pageviews at 5,000/s, until all are delivered): ` +
+      `**${fmt(median(inProcess('package')), 1)} µs** with delivery on the worker (rounds: ${inProcess(
+        'package',
+      )
+        .map((x) => fmt(x, 1))
+        .join(', ')}), ` +
+      `${fmt(median(inProcess('inline')), 1)} µs with \`worker: false\`.`,
   );
   const h = outage.healthy;
   const o = outage.outage;
@@ -234,10 +277,26 @@ async function main() {
   }
   lines.push('', '## Delivery throughput of one standalone tracker', '');
   lines.push(
-    `${fmt(median(delivery.map((d) => d.eventsPerSecond)))} events/s to the loopback sink ` +
-      `(30,000 events, all delivered: ${delivery.every((d) => d.delivered === d.events) ? 'yes' : 'no'}).`,
+    'Events handed over as fast as the tracker takes them (30,000; 10,000 for fetch), until all are settled; ' +
+      'CPU is the whole process (all threads) per event. The sink shares the machine.',
     '',
+    '| HTTP client | events/s | CPU µs per event | all delivered |',
+    '| --- | --- | --- | --- |',
   );
+  const clientLabel = {
+    worker: "the package's own client, on its worker thread (default)",
+    inline: "the package's own client, on the main thread (`worker: false`)",
+    http: "Node's `http` with a keep-alive agent (`transport` option)",
+    undici: 'undici 7 `Pool` (`transport` option)',
+    fetch: 'global `fetch` (`transport` option)',
+  };
+  for (const c of CLIENTS) {
+    const ds = delivery[c];
+    lines.push(
+      `| ${clientLabel[c]} | ${fmt(median(ds.map((d) => d.eventsPerSecond)))} | ${fmt(median(ds.map((d) => d.cpuUsPerEvent)), 1)} | ${ds.every((d) => d.delivered === d.events) ? 'yes' : 'no'} |`,
+    );
+  }
+  lines.push('');
 
   const text = lines.join('\n');
   console.log(text);

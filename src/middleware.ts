@@ -75,6 +75,7 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
   const ownTracker = tracker instanceof ZenovayTracker;
   const { reporter } = config;
   let checkPrivateIp = config.production;
+  const fastPageviews = ownTracker && config.beforeSend === undefined;
 
   function onFinish(req: IncomingMessage, res: ServerResponse, context: RequestContext): void {
     try {
@@ -89,6 +90,19 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
           'ZENOVAY_NO_HOST',
           'a page request had no valid Host header, so its URL is unknown and no pageview was sent. ' +
             'Set the `siteUrl` option to your public origin.',
+        );
+        return;
+      }
+      if (fastPageviews) {
+        // Our own tracker and no beforeSend: the URL was built here, so hand over the parts.
+        const ip = context.ip;
+        if (checkPrivateIp && ip !== undefined) warnIfPrivate(ip);
+        (tracker as ZenovayTracker).sendPageview(
+          url,
+          context.referrer,
+          context.userAgent,
+          ip,
+          context.clientHints,
         );
         return;
       }
@@ -162,22 +176,26 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
       ip: context.ip,
       clientHints: context.clientHints,
     };
-    if (checkPrivateIp && visitor.ip !== undefined && isPrivateIp(visitor.ip)) {
-      checkPrivateIp = false;
-      reporter.warn(
-        'ZENOVAY_PRIVATE_IP',
-        `the visitor IP is ${visitor.ip}, a private or loopback address, so Zenovay cannot locate ` +
-          "visitors. The app is most likely behind a proxy that is not trusted: set Express's " +
-          "app.set('trust proxy', ...) or the `trustProxy` option (or `ipHeader` for platforms " +
-          'such as Cloudflare) to match your setup.',
-      );
-    }
+    if (checkPrivateIp && visitor.ip !== undefined) warnIfPrivate(visitor.ip);
     const sent =
       event.type === 'pageview'
         ? tracker.trackPageview(event.url as string, visitor)
         : tracker.trackEvent(event.name as string, event.data, visitor);
     // Our tracker never rejects; one the app brought might.
     return ownTracker ? sent : Promise.resolve(sent).catch(() => false);
+  }
+
+  /** Once, in production: a private visitor IP means an untrusted proxy in front. */
+  function warnIfPrivate(ip: string): void {
+    if (!isPrivateIp(ip)) return;
+    checkPrivateIp = false;
+    reporter.warn(
+      'ZENOVAY_PRIVATE_IP',
+      `the visitor IP is ${ip}, a private or loopback address, so Zenovay cannot locate ` +
+        "visitors. The app is most likely behind a proxy that is not trusted: set Express's " +
+        "app.set('trust proxy', ...) or the `trustProxy` option (or `ipHeader` for platforms " +
+        'such as Cloudflare) to match your setup.',
+    );
   }
 
   function absolutize(req: IncomingMessage, url: string, context: RequestContext): string {
@@ -221,7 +239,8 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
           context,
           config,
         );
-        if (reason === null) res.once('finish', () => onFinish(req, res, context));
+        // 'finish' comes once: `on` spares the wrapper `once` would make on every request.
+        if (reason === null) res.on('finish', () => onFinish(req, res, context));
         else if (reporter.debugEnabled) explain(req, context, reason);
       } catch (error) {
         internalError(error);

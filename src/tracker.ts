@@ -4,7 +4,7 @@
  */
 import type { Delivery, TrackerStats } from './delivery/delivery.js';
 import { DeliveryEngine } from './delivery/engine.js';
-import { createHttpTransport } from './delivery/http-transport.js';
+import { createLeanTransport } from './delivery/lean-transport.js';
 import { WorkerDelivery } from './delivery/worker-delivery.js';
 import type { TrackerEventName, TrackerListener } from './delivery/events.js';
 import {
@@ -115,7 +115,7 @@ export class ZenovayTracker implements Tracker {
       : new DeliveryEngine({
           ...engine,
           reporter,
-          transport: transport ?? createHttpTransport({ maxSockets: config.concurrency }),
+          transport: transport ?? createLeanTransport({ maxSockets: config.concurrency }),
         });
   }
 
@@ -188,6 +188,29 @@ export class ZenovayTracker implements Tracker {
     return this;
   }
 
+  /**
+   * The middleware's pageview, whose URL it built itself from checked parts: no second check,
+   * no Visitor object, no promise (nobody awaits a pageview).
+   */
+  sendPageview(
+    url: string,
+    referrer: string | undefined,
+    userAgent: string | undefined,
+    ip: string | undefined,
+    clientHints: ClientHints | undefined,
+  ): void {
+    const event: WireEvent = { type: 'pageview', url };
+    if (referrer !== undefined && referrer !== '') event.referrer = referrer;
+    const body = JSON.stringify(event);
+    if (body.length > MAX_EVENT_BYTES / 3 && Buffer.byteLength(body) > MAX_EVENT_BYTES) {
+      void this.invalid(
+        `a pageview is ${Buffer.byteLength(body)} bytes of JSON, more than the ${MAX_EVENT_BYTES} allowed.`,
+      );
+      return;
+    }
+    this.delivery.submit(body, forwardedHeaders(userAgent, ip, clientHints, this.anonymizeIp));
+  }
+
   /** Serialises once, checks the size, and hands the event to the engine. */
   private send(event: WireEvent, visitor: Visitor | undefined, what: string): Promise<boolean> {
     let body: string;
@@ -203,7 +226,12 @@ export class ZenovayTracker implements Tracker {
         `${what} is ${Buffer.byteLength(body)} bytes of JSON, more than the ${MAX_EVENT_BYTES} allowed: send less data.`,
       );
     }
-    const headers = forwardedHeaders(visitor, this.anonymizeIp);
+    const headers = forwardedHeaders(
+      visitor?.userAgent,
+      visitor?.ip,
+      visitor?.clientHints,
+      this.anonymizeIp,
+    );
     // forwardedHeaders forwards one valid IP or none: a given IP that did not make it was bad.
     if (visitor?.ip !== undefined && headers['x-forwarded-for'] === undefined) {
       this.reporter.warn(

@@ -27,8 +27,9 @@ import {
 } from './delivery.js';
 import { DeliveryEngine } from './engine.js';
 import { Emitter, EVENT_NAMES } from './events.js';
-import { createHttpTransport } from './http-transport.js';
+import { createLeanTransport } from './lean-transport.js';
 import {
+  decodeEvents,
   encodeEvent,
   idempotencyKey,
   OUTCOMES,
@@ -43,6 +44,12 @@ export const MAX_CRASHES = 3;
 export const CRASH_WINDOW_MS = 60_000;
 /** A batch this large crosses at once instead of waiting for the end of the tick. */
 export const MAX_BATCH = 512;
+/**
+ * How long an event may wait for others to cross with it. Each message costs the request thread
+ * a wake-up of the worker and a reply to read, so at a few events per tick, waiting a little
+ * gathers them; flush() and close() send at once.
+ */
+export const BATCH_DELAY_MS = 5;
 /** How long close() waits for the worker beyond its own timeout before terminating it. */
 export const CLOSE_GRACE_MS = 1000;
 
@@ -53,26 +60,24 @@ export interface WorkerDeliveryOptions {
   script?: URL;
 }
 
-interface OpenEvent {
-  body: string;
-  headers: EventHeaders;
-  settled: Settled | undefined;
-}
-
 export class WorkerDelivery implements Delivery {
   readonly events: Emitter;
   private worker: Worker | undefined;
   /** The in-thread engine, once the worker could not be used. */
   private inline: DeliveryEngine | undefined;
-  /** Events handed over and not yet settled, by number, in order of arrival. */
-  private readonly open = new Map<number, OpenEvent>();
+  /** Events handed over and not yet settled, encoded, by number, in order of arrival. */
+  private readonly open = new Map<number, string>();
+  /** Who waits for an event's outcome (trackEvent's promise); pageviews have no one. */
+  private readonly callbacks = new Map<number, Settled>();
   private nextSeq = 1;
   private batch = '';
   private batchCount = 0;
-  private batchScheduled = false;
+  private batchTimer: NodeJS.Timeout | undefined;
   /** Whether the worker keeps the process alive (only while it holds events). */
   private referenced = false;
   private readonly crashes: number[] = [];
+  /** Whether any worker has set itself up: until then a failure means none can. */
+  private everReady = false;
   private readonly keyPrefix = randomUUID().slice(0, 24);
   /** At most this many events open at once: the worker's queue and its connections. */
   private readonly bound: number;
@@ -112,16 +117,15 @@ export class WorkerDelivery implements Delivery {
       return this.dropHere('queue_full', settled);
     }
     const seq = this.nextSeq++;
-    this.open.set(seq, { body, headers, settled });
+    const encoded = encodeEvent(seq, body, headers);
+    this.open.set(seq, encoded);
+    if (settled !== undefined) this.callbacks.set(seq, settled);
     if (this.inline) {
       this.submitInline(seq, body, headers);
     } else {
-      this.batch += encodeEvent(seq, body, headers);
+      this.batch += encoded;
       if (++this.batchCount >= MAX_BATCH) this.sendBatch();
-      else if (!this.batchScheduled) {
-        this.batchScheduled = true;
-        setImmediate(this.sendBatch);
-      }
+      else this.batchTimer ??= setTimeout(this.sendBatch, BATCH_DELAY_MS);
     }
     if (!this.referenced) this.updateRef();
   }
@@ -189,14 +193,21 @@ export class WorkerDelivery implements Delivery {
     }
     this.worker = worker;
     let failure: unknown;
-    worker.on('message', (message: FromWorker) => this.onMessage(message));
+    let ready = false;
+    worker.on('message', (message: FromWorker) => {
+      if (message.t === 'ready') ready = this.everReady = true;
+      else this.onMessage(message);
+    });
     worker.on('error', (error) => (failure = error));
     worker.once('exit', (code) => {
       if (this.worker !== worker) return;
       this.worker = undefined;
       this.workerClosed?.();
-      if (this.closing) return;
-      this.onCrash(`exited with code ${code}${failure ? `: ${describeError(failure)}` : ''}`);
+      const why = `exited with code ${code}${failure ? `: ${describeError(failure)}` : ''}`;
+      // If no worker ever got going, none will (a bundler left its script out, say).
+      if (!ready && !this.everReady)
+        this.useMainThread(`the delivery worker could not start (it ${why})`);
+      else if (!this.closing) this.onCrash(why);
     });
     for (const name of EVENT_NAMES) {
       if (this.events.listened(name)) this.post({ t: 'listen', name, listened: true });
@@ -241,14 +252,16 @@ export class WorkerDelivery implements Delivery {
     this.batchCount = 0;
     const inline = new DeliveryEngine({
       ...this.options.config,
-      transport: createHttpTransport({ maxSockets: this.options.config.concurrency }),
+      transport: createLeanTransport({ maxSockets: this.options.config.concurrency }),
       reporter: this.options.reporter,
     });
     for (const name of EVENT_NAMES) {
       inline.events.on(name, (payload) => this.events.emit(name, payload as never));
     }
     this.inline = inline;
-    for (const [seq, event] of this.open) this.submitInline(seq, event.body, event.headers);
+    for (const encoded of this.open.values()) {
+      decodeEvents(encoded, (seq, body, headers) => this.submitInline(seq, body, headers));
+    }
   }
 
   private submitInline(seq: number, body: string, headers: EventHeaders): void {
@@ -265,12 +278,15 @@ export class WorkerDelivery implements Delivery {
     this.batch = '';
     this.batchCount = 0;
     let data = '';
-    for (const [seq, event] of this.open) data += encodeEvent(seq, event.body, event.headers);
+    for (const encoded of this.open.values()) data += encoded;
     if (data !== '') this.post({ t: 'events', data });
   }
 
   private readonly sendBatch = (): void => {
-    this.batchScheduled = false;
+    if (this.batchTimer !== undefined) {
+      clearTimeout(this.batchTimer);
+      this.batchTimer = undefined;
+    }
     if (this.batchCount === 0) return;
     const data = this.batch;
     this.batch = '';
@@ -282,7 +298,7 @@ export class WorkerDelivery implements Delivery {
     if (!this.inline) this.worker?.postMessage(message);
   }
 
-  private onMessage(message: FromWorker): void {
+  private onMessage(message: Exclude<FromWorker, { t: 'ready' }>): void {
     if (message.t === 'closed') {
       this.workerClosed?.();
       return;
@@ -301,14 +317,16 @@ export class WorkerDelivery implements Delivery {
   // ---- accounting -----------------------------------------------------------------------
 
   private settle(seq: number, outcome: Outcome): void {
-    const event = this.open.get(seq);
-    if (event === undefined) return; // settled already (a repeat after a restart)
-    this.open.delete(seq);
+    if (!this.open.delete(seq)) return; // settled already (a repeat after a restart)
     this.count(outcome);
     if (this.flushes.length > 0) this.releaseFlushes();
     if (this.open.size === 0) this.updateRef();
+    if (this.callbacks.size === 0) return;
+    const settled = this.callbacks.get(seq);
+    if (settled === undefined) return;
+    this.callbacks.delete(seq);
     try {
-      event.settled?.(outcome);
+      settled(outcome);
     } catch {
       // The caller's bookkeeping must not break ours.
     }
@@ -351,6 +369,7 @@ export class WorkerDelivery implements Delivery {
 
   private async shutDown(timeoutMs: number): Promise<void> {
     this.sendBatch();
+    const deadline = Date.now() + timeoutMs;
     const worker = this.worker;
     if (worker) {
       this.updateRef();
@@ -363,9 +382,9 @@ export class WorkerDelivery implements Delivery {
       clearTimeout(timer);
       this.worker = undefined;
       await worker.terminate();
-    } else if (this.inline) {
-      await this.inline.close(timeoutMs);
     }
+    // In-thread delivery, from the start or since a worker that could not start gave it its events.
+    if (this.inline) await this.inline.close(Math.max(0, deadline - Date.now()));
     // What no one reported on (a worker that died or hung while closing) did not get out.
     for (const seq of Array.from(this.open.keys())) {
       this.settle(seq, { kind: 'dropped', reason: 'closed' });

@@ -8,7 +8,7 @@ import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { Reporter, type LogLevel } from '../logger.js';
 import { DeliveryEngine } from './engine.js';
 import { EVENT_NAMES, type TrackerEventName, type TrackerEvents } from './events.js';
-import { createHttpTransport } from './http-transport.js';
+import { createLeanTransport } from './lean-transport.js';
 import {
   decodeEvents,
   idempotencyKey,
@@ -27,6 +27,7 @@ let settled: number[] = [];
 let emitted: [TrackerEventName, TrackerEvents[TrackerEventName]][] = [];
 let logs: [LogLevel, string][] = [];
 let scheduled = false;
+let timer: NodeJS.Timeout | undefined;
 const listened = new Set<TrackerEventName>();
 
 const line = (level: LogLevel) => (text: string) => {
@@ -35,7 +36,7 @@ const line = (level: LogLevel) => (text: string) => {
 };
 const engine = new DeliveryEngine({
   ...config,
-  transport: createHttpTransport({ maxSockets: config.concurrency }),
+  transport: createLeanTransport({ maxSockets: config.concurrency }),
   // Throttled here, once a minute per code, so that a flood never crosses the thread.
   reporter: new Reporter({ info: line('info'), warn: line('warn'), error: line('error') }),
 });
@@ -47,14 +48,27 @@ for (const name of EVENT_NAMES) {
   });
 }
 
+/**
+ * Reports go out at most every REPORT_DELAY_MS: the main thread reads each one, so fewer,
+ * fuller reports cost it less. Sooner when many events settled.
+ */
+const REPORT_DELAY_MS = 5;
+const REPORT_SOON = 1024;
+
 function schedule(): void {
+  if (settled.length >= REPORT_SOON * 2) {
+    if (scheduled) clearTimeout(timer);
+    report();
+    return;
+  }
   if (scheduled) return;
   scheduled = true;
-  setImmediate(report);
+  timer = setTimeout(report, REPORT_DELAY_MS);
 }
 
 function report(): void {
   scheduled = false;
+  clearTimeout(timer);
   const stats = engine.stats();
   const message: FromWorker = {
     t: 'report',
@@ -70,6 +84,8 @@ function report(): void {
   logs = [];
   port.postMessage(message);
 }
+
+port.postMessage({ t: 'ready' } satisfies FromWorker);
 
 port.on('message', (message: ToWorker) => {
   switch (message.t) {

@@ -39,7 +39,9 @@ export type FromWorker =
       emitted: [TrackerEventName, TrackerEvents[TrackerEventName]][];
       logs: [LogLevel, string][];
     }
-  | { t: 'closed' };
+  | { t: 'closed' }
+  /** The worker is set up: from now on a crash is worth a restart. */
+  | { t: 'ready' };
 
 /** Every outcome, numbered: the code that crosses the thread boundary. */
 export const OUTCOMES: readonly Outcome[] = Object.freeze([

@@ -28,32 +28,31 @@ export function clientHintsOf(headers: IncomingMessage['headers']): ClientHints 
 
 /** What Node would refuse in a header value (it throws on send), and line breaks. */
 const INVALID_HEADER_CHARS = /[^\t\x20-\x7e\x80-\xff]/g;
+/** A value that needs no cleaning: valid characters only, nothing trim() removes at either end. */
+const CLEAN_VALUE =
+  /^[\x21-\x7e\x80-\x9f\xa1-\xff](?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\x9f\xa1-\xff])?$/;
 
 /** A value Node will send: invalid characters removed, trimmed, capped; undefined when empty. */
 export function headerValue(value: unknown, max: number): string | undefined {
   if (typeof value !== 'string') return undefined;
+  // The common case, a clean value, is returned as it is: no copy.
+  if (value.length <= max && CLEAN_VALUE.test(value)) return value;
   const clean = value.replace(INVALID_HEADER_CHARS, '').trim().slice(0, max);
   return clean === '' ? undefined : clean;
 }
 
-export interface ForwardedVisitor {
-  userAgent?: string | undefined;
-  ip?: string | undefined;
-  clientHints?: ClientHints | undefined;
-}
-
 /** The headers of one request to the endpoint, `Content-Type` included. */
 export function forwardedHeaders(
-  visitor: ForwardedVisitor | undefined,
+  userAgent: string | undefined,
+  ip: string | undefined,
+  hints: ClientHints | undefined,
   anonymize = false,
 ): Record<string, string> {
   const headers: Record<string, string> = { 'content-type': 'application/json' };
-  if (!visitor) return headers;
-  const userAgent = headerValue(visitor.userAgent, MAX_USER_AGENT);
-  if (userAgent) headers['user-agent'] = userAgent;
-  const ip = normalizeIp(visitor.ip);
-  if (ip) headers['x-forwarded-for'] = anonymize ? anonymizeIp(ip) : ip;
-  const hints = visitor.clientHints;
+  const agent = headerValue(userAgent, MAX_USER_AGENT);
+  if (agent) headers['user-agent'] = agent;
+  const normal = normalizeIp(ip);
+  if (normal) headers['x-forwarded-for'] = anonymize ? anonymizeIp(normal) : normal;
   if (hints) {
     for (const name of HINT_NAMES) {
       const value = headerValue(hints[name], MAX_HINT);

@@ -73,11 +73,44 @@ function firstValue(header: string | string[] | undefined): string | undefined {
 }
 
 /**
+ * A referrer that the URL parser would return unchanged: lower-case http(s) host, a port that is
+ * not the default, a path and query of characters it leaves alone, no dot segments, no
+ * credentials. Most referrers are like this, and skip the parser.
+ */
+const PLAIN_REFERRER =
+  /^(https?):\/\/([a-z0-9-]+(?:\.[a-z0-9-]+)*)(:[1-9]\d{0,4})?(\/[A-Za-z0-9\-._~!$&()*+,;=:@%/]*)?(\?[A-Za-z0-9\-._~!$&()*+,;=:@%/?]*)?(?:#.*)?$/;
+
+/** Hosts the parser rewrites: an IPv4 number in some form, or punycode it must check. */
+const NUMERIC_OR_IDNA_HOST = /(?:^|\.)(?:\d+|0x[0-9a-f]*)$|xn--/;
+/** Paths the parser rewrites: `.` and `..` segments, plain or percent-encoded. */
+const DOT_SEGMENT = /\/\.|%2e/i;
+
+/**
  * The referrer with the query policy applied; undefined when absent, empty, not http(s) or not a
  * URL at all.
  */
 export function referrerUrl(header: string | undefined, policy: QueryPolicy): string | undefined {
   if (!header) return undefined;
+  const plain = PLAIN_REFERRER.exec(header);
+  if (
+    plain !== null &&
+    !NUMERIC_OR_IDNA_HOST.test(plain[2]!) &&
+    !DOT_SEGMENT.test(plain[4] ?? '')
+  ) {
+    const [, scheme, host, port, path, query] = plain;
+    const defaultPort = scheme === 'https' ? ':443' : ':80';
+    if (port === undefined || (port !== defaultPort && Number(port.slice(1)) <= 65535)) {
+      const origin = port === undefined ? `${scheme}://${host}` : `${scheme}://${host}${port}`;
+      // A bare '?' is no query to the parser.
+      const search = query === undefined || query === '?' ? '' : query;
+      return origin + applyQueryPolicy((path ?? '/') + search, policy);
+    }
+  }
+  return parsedReferrer(header, policy);
+}
+
+/** {@link referrerUrl} through the URL parser: every case. */
+export function parsedReferrer(header: string, policy: QueryPolicy): string | undefined {
   let url: URL;
   try {
     url = new URL(header);
@@ -113,12 +146,26 @@ export function applyQueryPolicy(target: string, policy: QueryPolicy): string {
   if (policy.kind === 'none') return path;
   if (policy.kind === 'all') return clean;
 
-  const kept = new URLSearchParams();
-  for (const [name, value] of new URLSearchParams(clean.slice(q + 1))) {
-    if (policy.names.has(name) || policy.prefixes.some((p) => name.startsWith(p))) {
-      kept.append(name, value);
+  // Each parameter is kept as it was written (no re-encoding); its name is decoded to match.
+  let kept = '';
+  let start = q + 1;
+  while (start <= clean.length) {
+    let end = clean.indexOf('&', start);
+    if (end === -1) end = clean.length;
+    if (end > start) {
+      const eq = clean.indexOf('=', start);
+      const name = decodeName(clean.slice(start, eq === -1 || eq > end ? end : eq));
+      if (policy.names.has(name) || policy.prefixes.some((p) => name.startsWith(p))) {
+        kept += (kept === '' ? '' : '&') + clean.slice(start, end);
+      }
     }
+    start = end + 1;
   }
-  const query = kept.toString();
-  return query ? `${path}?${query}` : path;
+  return kept === '' ? path : `${path}?${kept}`;
+}
+
+/** A query parameter's name as a form decoder reads it (`+` is a space, `%XX` a byte). */
+function decodeName(raw: string): string {
+  if (!raw.includes('%') && !raw.includes('+')) return raw;
+  return new URLSearchParams(`${raw}=`).keys().next().value ?? raw;
 }

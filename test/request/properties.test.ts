@@ -15,7 +15,12 @@ import {
   resolveClientIp,
 } from '../../src/request/client-ip';
 import { forwardedHeaders, headerValue } from '../../src/request/forwarded-headers';
-import { applyQueryPolicy, referrerUrl, requestTarget } from '../../src/request/page-url';
+import {
+  applyQueryPolicy,
+  parsedReferrer,
+  referrerUrl,
+  requestTarget,
+} from '../../src/request/page-url';
 import { requestSkipReason } from '../../src/request/pageview-rules';
 import { compileTrust } from '../../src/request/trust';
 
@@ -83,16 +88,35 @@ test('forwarded headers: only allowed names, values Node accepts, at most one IP
   ]);
   fc.assert(
     fc.property(anyText, anyText, anyText, fc.boolean(), (ua, ip, hint, anonymize) => {
-      const headers = forwardedHeaders(
-        { userAgent: ua, ip, clientHints: { 'sec-ch-ua': hint } },
-        anonymize,
-      );
+      const headers = forwardedHeaders(ua, ip, { 'sec-ch-ua': hint }, anonymize);
       for (const [name, value] of Object.entries(headers)) {
         expect(allowed.has(name)).toBe(true);
         expect(value).not.toMatch(/[^\t\x20-\x7e\x80-\xff]/);
       }
       expect(oneIpOrNothing(headers['x-forwarded-for'])).toBe(true);
       expect(headerValue(ua, 10)?.length ?? 0).toBeLessThanOrEqual(10);
+    }),
+    params,
+  );
+});
+
+test('a header value is cleaned exactly as remove-invalid, trim, cap (the fast path included)', () => {
+  const reference = (value: string, max: number) => {
+    const clean = value
+      .replace(/[^\t\x20-\x7e\x80-\xff]/g, '')
+      .trim()
+      .slice(0, max);
+    return clean === '' ? undefined : clean;
+  };
+  const latin1 = fc.string({
+    unit: fc.oneof(
+      fc.constantFrom(' ', '\t', '\u00a0', '\u0085', '\n', '\u0000', '\u00ff', '\u2028'),
+      fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c)),
+    ),
+  });
+  fc.assert(
+    fc.property(fc.oneof(latin1, anyText), fc.integer({ min: 1, max: 40 }), (value, max) => {
+      expect(headerValue(value, max)).toBe(reference(value, max));
     }),
     params,
   );
@@ -129,6 +153,69 @@ test('URLs, referrers and rules never throw on any request', () => {
         ).not.toThrow();
       },
     ),
+    params,
+  );
+});
+
+test('a referrer reads the same with or without the URL parser (the fast path)', () => {
+  const part = (...options: string[]) => fc.constantFrom(...options);
+  const referrer = fc
+    .tuple(
+      part('http://', 'https://', 'HTTP://', 'ftp://', 'https:/', ' https://'),
+      fc.oneof(
+        fc.domain(),
+        part('a.example', 'A.example', '1.2.3', 'x.0x7f', '192.168.0.1', 'xn--abc.example'),
+        part('a..b', 'a.example.', 'user:pw@a.example', '[::1]', 'a_b.example', 'a.123'),
+      ),
+      part('', ':80', ':443', ':8080', ':0', ':0443', ':99999', ':65535', ':'),
+      fc.oneof(
+        fc.webPath(),
+        part('', '/', '/a/./b', '/a/../b', '/%2e/x', '/a%2Eb', "/it's", '/a b', '/a\\b', '/%zz'),
+      ),
+      fc.oneof(
+        part('', '?'),
+        fc.webQueryParameters().map((q) => `?${q}`),
+        part("?a='x'", '?a=<b>', '?utm_source=x&q=1', '?utm_x=%41+b', '?a=1?b'),
+      ),
+      part('', '#', '#frag', '#a b', "#'"),
+    )
+    .map((pieces) => pieces.join(''));
+  const policies = [config.queryPolicy, { kind: 'all' } as const, { kind: 'none' } as const];
+  fc.assert(
+    fc.property(referrer, fc.constantFrom(...policies), (header, policy) => {
+      expect(referrerUrl(header, policy)).toBe(parsedReferrer(header, policy));
+    }),
+    { ...params, numRuns: 3000 },
+  );
+});
+
+test('the query policy keeps exactly the parameters a form decoder would name', () => {
+  const name = fc.oneof(
+    fc.constantFrom('utm_source', 'utm_', 'utm%5Fid', 'utm+x', 'token', 'ref', '', '%zz', 'a=b'),
+    fc.string({ maxLength: 6 }),
+  );
+  const value = fc.oneof(
+    fc.constantFrom('', 'a+b', '%20', 'x=y', '%zz'),
+    fc.string({ maxLength: 6 }),
+  );
+  const query = fc
+    .array(fc.tuple(name, value, fc.boolean()), { maxLength: 6 })
+    .map((params) =>
+      params.map(([n, v, bare]) => (bare ? n : `${n}=${v}`).replace(/[&#]/g, '')).join('&'),
+    );
+  const policy = resolveAnalyticsOptions({
+    trackingCode: 'x',
+    queryParams: ['ref', 'utm_*'],
+  }).queryPolicy;
+  fc.assert(
+    fc.property(query, (search) => {
+      const kept = applyQueryPolicy(`/p?${search}`, policy);
+      const expected = [...new URLSearchParams(search)].filter(
+        ([n]) => n === 'ref' || n.startsWith('utm_'),
+      );
+      const q = kept.indexOf('?');
+      expect(q === -1 ? [] : [...new URLSearchParams(kept.slice(q + 1))]).toEqual(expected);
+    }),
     params,
   );
 });

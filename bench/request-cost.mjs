@@ -1,0 +1,116 @@
+/**
+ * The main thread's CPU time per tracked request, measured in one process without sockets, so
+ * that nothing else (the load generator, the sink, other threads) blurs it:
+ *   node bench/request-cost.mjs <sinkUrl> <variant> [requests] [perSecond]
+ * variants:
+ *   none      the same requests through a middleware that does nothing
+ *   package   app.use(analytics()): delivery on its worker thread (the default)
+ *   inline    analytics({ worker: false }): delivery on the main thread
+ * Each request is a real http.IncomingMessage/ServerResponse pair: the middleware runs, the
+ * response "finishes" as a 200 HTML page, and the pageview goes to the sink. Requests come in
+ * bursts every 10 ms at `perSecond`, and the run ends once every event is settled.
+ *
+ * CPU time is the main thread's own (Linux: /proc/thread-self/stat, 10 ms ticks), so the
+ * worker's work is not counted. Prints {"cpuMs":N,"requests":N,"delivered":N}.
+ *
+ * BENCH_PROFILE=file.cpuprofile also writes a CPU profile of the measured part only (sampled
+ * every 50 µs): what the request thread spends its time on, without start-up.
+ */
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import http from 'node:http';
+import { analytics } from '../dist/index.js';
+import { threadCpuMs } from './thread-cpu.mjs';
+
+const [sinkUrl, variant = 'package', n = '20000', rate = '5000'] = process.argv.slice(2);
+const total = Number(n);
+const perTick = Math.max(1, Math.round(Number(rate) / 100));
+
+const USER_AGENTS = [
+  'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36',
+  'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/125.0 Safari/537.36',
+  'Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15',
+  'Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1',
+  'Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:127.0) Gecko/20100101 Firefox/127.0',
+];
+const PATHS = [
+  '/',
+  '/products/widget',
+  '/products/gadget?utm_source=news&ref=x',
+  '/cart',
+  '/about',
+];
+
+let middleware;
+let tracker;
+if (variant === 'none') {
+  middleware = (_req, _res, next) => next();
+} else if (variant === 'package' || variant === 'inline') {
+  middleware = analytics({
+    trackingCode: 'bench',
+    host: sinkUrl,
+    logger: false,
+    visitorRateLimit: false,
+    maxQueueSize: total,
+    worker: variant === 'package',
+  });
+  tracker = middleware.tracker;
+} else {
+  throw new Error(`unknown variant ${variant}`);
+}
+
+const socket = { remoteAddress: '203.0.113.9', remotePort: 50000, encrypted: false };
+let made = 0;
+
+function request() {
+  const i = made++;
+  const req = new http.IncomingMessage(socket);
+  req.method = 'GET';
+  req.url = PATHS[i % PATHS.length];
+  req.headers = {
+    host: 'shop.example',
+    'user-agent': USER_AGENTS[i % USER_AGENTS.length],
+    accept: 'text/html',
+    referer: 'https://shop.example/',
+  };
+  const res = new http.ServerResponse(req);
+  middleware(req, res, () => {
+    res.statusCode = 200;
+    res.setHeader('content-type', 'text/html; charset=utf-8');
+    res.emit('finish');
+  });
+}
+
+// Warm up (JIT, the bot cache, the worker's start), then measure.
+for (let i = 0; i < 2000; i++) request();
+await tracker?.flush();
+
+const profile = process.env.BENCH_PROFILE;
+const session = profile ? new Session() : undefined;
+if (session) {
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 50 });
+  await session.post('Profiler.start');
+}
+const before = threadCpuMs();
+made = 0;
+await new Promise((resolve) => {
+  const timer = setInterval(() => {
+    for (let i = 0; i < perTick && made < total; i++) request();
+    if (made >= total) {
+      clearInterval(timer);
+      resolve();
+    }
+  }, 10);
+});
+await tracker?.flush();
+const cpuMs = threadCpuMs() - before;
+if (session) {
+  const { profile: result } = await session.post('Profiler.stop');
+  writeFileSync(profile, JSON.stringify(result));
+  session.disconnect();
+}
+const delivered = tracker ? tracker.stats().delivered - 2000 : 0;
+await tracker?.close();
+process.stdout.write(`${JSON.stringify({ cpuMs, requests: total, delivered })}\n`);

@@ -1,0 +1,240 @@
+/**
+ * Delivery on the worker thread: what only this mode has. The worker restarts after a crash with
+ * its unsettled events (same Idempotency-Keys), falls back to the main thread when it keeps
+ * crashing or cannot start, never keeps the process alive when idle or after close(), and the
+ * batch encoding carries every forwarded header. The shared semantics (stats, flush, close,
+ * retries, bounds) run in both modes in tracker.test.ts and faults.test.ts.
+ */
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
+import type { Worker } from 'node:worker_threads';
+import { createTracker, type Tracker } from '../../src/index';
+import { ZenovayTracker } from '../../src/tracker';
+import { Reporter } from '../../src/logger';
+import { forwardedHeaders } from '../../src/request/forwarded-headers';
+import { MAX_CRASHES, WorkerDelivery } from '../../src/delivery/worker-delivery';
+import {
+  decodeEvents,
+  encodeEvent,
+  idempotencyKey,
+  OUTCOMES,
+  outcomeCode,
+} from '../../src/delivery/worker-protocol';
+import { startCollector } from '../helpers/collector';
+
+const run = promisify(execFile);
+const open: Tracker[] = [];
+afterAll(async () => {
+  await Promise.all(open.map((t) => t.close({ timeout: 200 })));
+});
+
+function tracker(host: string, lines: string[] = [], options = {}): ZenovayTracker {
+  const t = createTracker({
+    trackingCode: 'worker',
+    host,
+    retryDelay: 5,
+    maxRetryDelay: 20,
+    logger: { info: (l) => lines.push(l), warn: (l) => lines.push(l), error: (l) => lines.push(l) },
+    ...options,
+  }) as ZenovayTracker;
+  open.push(t);
+  return t;
+}
+
+function delivery(t: ZenovayTracker): WorkerDelivery {
+  expect(t.delivery).toBeInstanceOf(WorkerDelivery);
+  return t.delivery as WorkerDelivery;
+}
+
+/** The live worker thread (a test reaches in to crash it). */
+function workerOf(t: ZenovayTracker): Worker {
+  const worker = (delivery(t) as unknown as { worker?: Worker }).worker;
+  if (!worker) throw new Error('no worker thread is running');
+  return worker;
+}
+
+async function waitUntil(check: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+test('by default events go out from the worker thread, with the visitor headers and a UUID key', async () => {
+  const collector = await startCollector();
+  const t = tracker(collector.url);
+  expect(delivery(t).thread).toBe('worker');
+  const ok = await t.trackEvent(
+    'signup',
+    { plan: 'pro' },
+    {
+      userAgent: 'Mozilla/5.0 test',
+      ip: '203.0.113.7',
+      clientHints: { 'sec-ch-ua-platform': '"Linux"' },
+    },
+  );
+  expect(ok).toBe(true);
+  const [event] = collector.events;
+  expect(event).toMatchObject({ type: 'event', name: 'signup', data: { plan: 'pro' } });
+  expect(event!.headers).toMatchObject({
+    'user-agent': 'Mozilla/5.0 test',
+    'x-forwarded-for': '203.0.113.7',
+    'sec-ch-ua-platform': '"Linux"',
+    'content-type': 'application/json',
+  });
+  expect(String(event!.headers['idempotency-key'])).toMatch(
+    /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
+  );
+});
+
+test('worker: false and a custom transport send from the main thread', async () => {
+  const collector = await startCollector();
+  const inline = tracker(collector.url, [], { worker: false });
+  expect(inline.delivery).not.toBeInstanceOf(WorkerDelivery);
+  await expect(inline.trackEvent('x')).resolves.toBe(true);
+  const sent: string[] = [];
+  const custom = createTracker({
+    trackingCode: 'worker',
+    logger: false,
+    transport: {
+      send: (request) => {
+        sent.push(request.body);
+        return Promise.resolve({ status: 202 });
+      },
+    },
+  }) as ZenovayTracker;
+  open.push(custom);
+  expect(custom.delivery).not.toBeInstanceOf(WorkerDelivery);
+  await expect(custom.trackEvent('y')).resolves.toBe(true);
+  expect(sent).toEqual([JSON.stringify({ type: 'event', name: 'y' })]);
+});
+
+test('a crashed worker is restarted and given back its unsettled events, under the same keys', async () => {
+  const collector = await startCollector({ respond: () => ({ status: 202, delayMs: 150 }) });
+  const lines: string[] = [];
+  const t = tracker(collector.url, lines, { concurrency: 2 });
+  const results = Array.from({ length: 20 }, (_, i) => t.trackEvent('e', { i }));
+  await waitUntil(() => collector.events.length >= 1);
+  await workerOf(t).terminate();
+  expect(await Promise.all(results)).toEqual(Array(20).fill(true));
+  const s = t.stats();
+  expect(s).toMatchObject({ enqueued: 20, delivered: 20, failed: 0, dropped: 0 });
+  expect(s.queued + s.inFlight).toBe(0);
+  expect(delivery(t).thread).toBe('worker');
+  // Every event arrived; those in flight at the crash may have come twice, with the same key.
+  const byKey = new Map<string, number[]>();
+  for (const e of collector.events) {
+    const key = String(e.headers['idempotency-key']);
+    byKey.set(key, [...(byKey.get(key) ?? []), e.data!.i as number]);
+  }
+  expect(byKey.size).toBe(20);
+  for (const values of byKey.values()) expect(new Set(values).size).toBe(1);
+  expect(lines.some((l) => l.includes('ZENOVAY_WORKER_RESTARTED'))).toBe(true);
+});
+
+test('after repeated crashes delivery moves to the main thread, losing nothing', async () => {
+  const collector = await startCollector({ respond: () => ({ status: 202, delayMs: 50 }) });
+  const lines: string[] = [];
+  const t = tracker(collector.url, lines);
+  const results: Promise<boolean>[] = [];
+  for (let crash = 0; crash <= MAX_CRASHES; crash++) {
+    results.push(t.trackEvent('e', { crash }));
+    await waitUntil(() => collector.events.some((e) => e.data?.crash === crash));
+    const crashed = workerOf(t);
+    await crashed.terminate();
+    // Restarted (a new worker), or moved to the main thread after the last crash.
+    await waitUntil(() => {
+      const now = currentWorker(t);
+      return now === undefined ? delivery(t).thread === 'main' : now !== crashed;
+    });
+  }
+  expect(delivery(t).thread).toBe('main');
+  results.push(t.trackEvent('after'));
+  expect(await Promise.all(results)).toEqual(Array(MAX_CRASHES + 2).fill(true));
+  expect(t.stats()).toMatchObject({ enqueued: MAX_CRASHES + 2, delivered: MAX_CRASHES + 2 });
+  expect(lines.filter((l) => l.includes('ZENOVAY_WORKER_FAILED'))).toHaveLength(1);
+});
+
+function currentWorker(t: ZenovayTracker): Worker | undefined {
+  return (delivery(t) as unknown as { worker?: Worker }).worker;
+}
+
+test('a worker that cannot start hands its events to the main thread at once', async () => {
+  const collector = await startCollector();
+  const lines: string[] = [];
+  const d = new WorkerDelivery({
+    config: {
+      endpoint: `${collector.url}/e/missing`,
+      concurrency: 2,
+      maxQueueSize: 100,
+      timeoutMs: 2000,
+      maxRetries: 0,
+      retryDelayMs: 0,
+      maxRetryDelayMs: 0,
+      visitorRateLimit: true,
+      globalRateLimit: undefined,
+    },
+    reporter: new Reporter({ error: (l) => lines.push(l) }),
+    script: pathToFileURL(path.join(__dirname, 'no-such-worker.js')),
+  });
+  const outcomes: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    d.submit(
+      `{"type":"event","name":"e${i}"}`,
+      forwardedHeaders('ua', '203.0.113.9', undefined),
+      (o) => outcomes.push(o.kind),
+    );
+  }
+  await d.flush();
+  expect(outcomes).toEqual(['delivered', 'delivered', 'delivered']);
+  expect(d.thread).toBe('main');
+  expect(collector.events.map((e) => e.headers['x-forwarded-for'])).toEqual(
+    Array(3).fill('203.0.113.9'),
+  );
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toMatch(/ZENOVAY_WORKER_FAILED: the delivery worker could not start/);
+  await d.close(500);
+  expect(d.stats()).toMatchObject({ enqueued: 3, delivered: 3, queued: 0, inFlight: 0 });
+});
+
+test('the worker never keeps the process alive: idle without close(), and after close()', async () => {
+  const collector = await startCollector();
+  const fixture = path.join(__dirname, '../fixtures/worker-exit.cjs');
+  for (const mode of ['no-close', 'close']) {
+    const started = Date.now();
+    const { stdout } = await run(process.execPath, [fixture, collector.url, mode], {
+      timeout: 10_000,
+    });
+    const result = JSON.parse(stdout) as { delivered: number; thread: string };
+    expect(result).toEqual({ delivered: 5, thread: 'worker' });
+    expect(Date.now() - started).toBeLessThan(5000);
+  }
+  expect(collector.events).toHaveLength(10);
+});
+
+test('the batch encoding carries every header forwardedHeaders can make, and outcome codes round-trip', () => {
+  const cases = [
+    forwardedHeaders(undefined, undefined, undefined),
+    forwardedHeaders('Mozilla/5.0 (X11) é', '2001:db8::1', {
+      'sec-ch-ua': '"Chromium";v="126"',
+      'sec-ch-ua-mobile': '?0',
+      'sec-ch-ua-platform': '"Linux"',
+    }),
+  ];
+  const bodies = ['{"type":"pageview","url":"https://a.example/"}', '{"name":"x\\n\\u2028ü"}'];
+  let data = '';
+  cases.forEach((headers, i) => (data += encodeEvent(i + 7, bodies[i]!, headers)));
+  const decoded: [number, string, Record<string, string>][] = [];
+  decodeEvents(data, (seq, body, headers) => decoded.push([seq, body, headers]));
+  expect(decoded).toEqual([
+    [7, bodies[0], cases[0]],
+    [8, bodies[1], cases[1]],
+  ]);
+  OUTCOMES.forEach((outcome, code) => expect(outcomeCode(outcome)).toBe(code));
+  expect(idempotencyKey('123e4567-e89b-42d3-a456-', 255)).toBe(
+    '123e4567-e89b-42d3-a456-0000000000ff',
+  );
+});
