@@ -21,7 +21,14 @@ test('defaults', () => {
     maxQueueSize: 10_000,
     timeoutMs: 5000,
     transport: undefined,
+    worker: true,
   });
+  expect(
+    resolveTrackerOptions({
+      trackingCode: 'abc',
+      transport: { send: () => Promise.resolve({ status: 202 }) },
+    }).worker,
+  ).toBe(false);
   const a = resolveAnalyticsOptions({ trackingCode: 'abc' });
   expect(a).toMatchObject({
     tracker: undefined,
@@ -95,6 +102,12 @@ test.each<[string, Record<string, unknown>, RegExp]>([
     /`logger.warn` must be a function/,
   ],
   ['transport without send', { transport: {} }, /`transport` must be an object with a send/],
+  ['worker not boolean', { worker: 'yes' }, /`worker` must be true or false/],
+  [
+    'worker: true with a custom transport',
+    { worker: true, transport: { send: () => Promise.resolve({ status: 202 }) } },
+    /`worker: true` and a custom `transport`/,
+  ],
 ])('createTracker: %s', (_what, options, message) => {
   expect(() => createTracker({ trackingCode: 'abc', ...options })).toThrow(message);
 });

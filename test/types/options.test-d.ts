@@ -33,6 +33,10 @@ analytics({
   logger: false,
 });
 analytics({ tracker: createTracker({ trackingCode: 'x' }), trustProxy: 1 });
+createTracker({ trackingCode: 'x', worker: false });
+expectTypeOf<TrackerOptions['worker']>().toEqualTypeOf<boolean | undefined>();
+// @ts-expect-error -- `worker` is a boolean
+createTracker({ trackingCode: 'x', worker: 'thread' });
 
 // A typo in an option name.
 // @ts-expect-error -- `trackingCode`, with a capital C
