@@ -11,6 +11,8 @@ export interface Logger {
 }
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+/** The levels of coded, throttled reports. */
+export type ReportLevel = Exclude<LogLevel, 'debug'>;
 
 /** Info, warnings and errors to the console; debug lines are dropped. */
 export const consoleLogger: Logger = {
@@ -55,17 +57,17 @@ export class Reporter {
     this.throttled('error', code, message);
   }
 
-  /** A line already formatted and throttled elsewhere (by the delivery worker's reporter). */
-  line(level: LogLevel, line: string): void {
-    this.call(level, line);
-  }
-
-  private throttled(level: LogLevel, code: string, message: string): void {
+  private throttled(level: ReportLevel, code: string, message: string): void {
     const now = this.now();
     const last = this.lastReported.get(code);
     if (last !== undefined && now - last < REPEAT_INTERVAL_MS) return;
     if (this.lastReported.size >= 1000) this.lastReported.clear();
     this.lastReported.set(code, now);
+    this.write(level, code, message);
+  }
+
+  /** Where a report that passed the throttle goes: the logger (the delivery worker forwards it). */
+  protected write(level: ReportLevel, code: string, message: string): void {
     this.call(level, `[zenovay] ${code}: ${message}`);
   }
 

@@ -2,7 +2,7 @@
  * The tracker: checks and builds events, then hands them to delivery (a worker thread or the in-thread engine). Shared by
  * `createTracker()` and `analytics()`; it never sees a request, only plain visitor data.
  */
-import type { Delivery, TrackerStats } from './delivery/delivery.js';
+import { MAX_TIMER_MS, type Delivery, type TrackerStats } from './delivery/delivery.js';
 import { DeliveryEngine } from './delivery/engine.js';
 import { createLeanTransport } from './delivery/lean-transport.js';
 import { WorkerDelivery } from './delivery/worker-delivery.js';
@@ -171,7 +171,8 @@ export class ZenovayTracker implements Tracker {
         ),
       );
     }
-    return this.delivery.close(timeout);
+    // setTimeout fires at once past 2^31 - 1 ms: a longer wait is that long.
+    return this.delivery.close(Math.min(timeout, MAX_TIMER_MS));
   }
 
   stats(): TrackerStats {

@@ -63,6 +63,8 @@ test('npm pack ships built JS and types, and no tests or sources', () => {
     'dist/testing/index.js',
     'dist/testing/index.cjs',
     'dist/cli.js',
+    // The delivery worker's script: both builds start it by its path beside them.
+    'dist/delivery-worker.js',
     'README.md',
     'LICENSE',
     'CHANGELOG.md',

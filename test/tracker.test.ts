@@ -296,6 +296,14 @@ describe.each(['worker', 'main'] as const)('delivery on the %s thread', (thread)
       await hole.close();
     });
 
+    test('a timeout past what timers can wait (2^31 - 1 ms) waits that long, not zero', async () => {
+      const slow = await startCollector({ respond: () => ({ status: 202, delayMs: 100 }) });
+      const t = tracker({ host: slow.url });
+      const sent = t.trackEvent('slow');
+      await t.close({ timeout: Number.MAX_SAFE_INTEGER });
+      await expect(sent).resolves.toBe(true);
+    });
+
     test('rejects a bad timeout with a clear message', async () => {
       const t = tracker();
       await expect(t.close({ timeout: -1 })).rejects.toThrow(

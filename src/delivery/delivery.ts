@@ -60,6 +60,9 @@ export interface Delivery {
   stats(): TrackerStats;
 }
 
+/** The longest delay setTimeout honours (about 24.8 days); past it, it fires at once. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export const FAIL_REASONS: readonly FailReason[] = [
   'rejected',
   'server_error',

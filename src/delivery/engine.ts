@@ -10,7 +10,7 @@ import type { Reporter } from '../logger.js';
 import { Emitter } from './events.js';
 import { RateGuard } from './rate-guard.js';
 import { backoffDelay, classifyStatus, type AttemptResult } from './retry-policy.js';
-import type { Transport } from './transport.js';
+import type { DeadlineTransport, Transport } from './transport.js';
 import {
   emptyReasons,
   sum,
@@ -86,6 +86,8 @@ export class DeliveryEngine implements Delivery {
   private readonly guard: RateGuard | undefined;
   private readonly random: () => number;
   private closing: Promise<void> | undefined;
+  /** The built-in client's `sendWithin`: a deadline instead of an AbortController per attempt. */
+  private readonly sendWithin: DeadlineTransport['sendWithin'] | undefined;
 
   private enqueued = 0;
   private delivered = 0;
@@ -110,6 +112,9 @@ export class DeliveryEngine implements Delivery {
       ...(rate ? { intervalCap: rate.limit, interval: rate.interval } : {}),
     });
     this.guard = options.visitorRateLimit ? new RateGuard() : undefined;
+    const transport = options.transport as Transport & Partial<DeadlineTransport>;
+    this.sendWithin =
+      typeof transport.sendWithin === 'function' ? transport.sendWithin.bind(transport) : undefined;
     this.random = options.random ?? Math.random;
   }
 
@@ -226,6 +231,24 @@ export class DeliveryEngine implements Delivery {
     this.inFlight++;
     let result: AttemptResult;
     let snippet = '';
+    const request = {
+      url: this.options.endpoint,
+      headers: { ...job.headers, 'idempotency-key': job.id },
+      body: job.body,
+    };
+    const within = this.sendWithin;
+    if (within !== undefined) {
+      // The built-in client keeps the deadline itself, and close() ends what is in flight.
+      try {
+        const response = await within(request, this.options.timeoutMs);
+        snippet = (response.body ?? '').slice(0, 200);
+        result = classifyStatus(response.status, response.retryAfter, Date.now());
+      } catch (error) {
+        result = this.classifyError(error);
+      }
+      this.finish(job, result, snippet);
+      return;
+    }
     // One controller per attempt, aborted by its own timer or by close(): AbortSignal.timeout()
     // combined with AbortSignal.any() can be collected before it fires on Node 20.
     const controller = new AbortController();
@@ -237,14 +260,7 @@ export class DeliveryEngine implements Delivery {
     this.attempts.add(controller);
     try {
       const response = await untilAborted(
-        this.options.transport.send(
-          {
-            url: this.options.endpoint,
-            headers: { ...job.headers, 'idempotency-key': job.id },
-            body: job.body,
-          },
-          controller.signal,
-        ),
+        this.options.transport.send(request, controller.signal),
         controller.signal,
       );
       snippet = (response.body ?? '').slice(0, 200);
@@ -255,6 +271,10 @@ export class DeliveryEngine implements Delivery {
       clearTimeout(timer);
       this.attempts.delete(controller);
     }
+    this.finish(job, result, snippet);
+  }
+
+  private finish(job: Job, result: AttemptResult, snippet: string): void {
     this.inFlight--;
     if (this.shutdown.signal.aborted && result.kind !== 'delivered') {
       this.settle(job, { kind: 'dropped', reason: 'closed' });
@@ -540,6 +560,8 @@ export class DeliveryEngine implements Delivery {
       }
       this.shutdown.abort();
       for (const controller of this.attempts) controller.abort();
+      // The built-in client has no controllers to abort: closing it ends its requests.
+      if (this.sendWithin !== undefined) await this.options.transport.close?.();
       await this.flush();
     }
     if (this.throttleTimer) clearTimeout(this.throttleTimer);

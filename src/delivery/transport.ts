@@ -29,3 +29,11 @@ export interface Transport {
   send(request: TransportRequest, signal: AbortSignal): Promise<TransportResponse>;
   close?(): void | Promise<void>;
 }
+
+/**
+ * A transport that keeps each request's deadline itself and ends everything in flight on
+ * `close()` (the built-in client): the engine then needs no AbortController per attempt.
+ */
+export interface DeadlineTransport extends Transport {
+  sendWithin(request: TransportRequest, timeoutMs: number): Promise<TransportResponse>;
+}

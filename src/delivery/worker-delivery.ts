@@ -6,9 +6,10 @@
  * ended, so `stats()` stays exact and answers without asking the worker.
  *
  * A worker that dies is restarted and given back every event it had not settled, under the
- * same Idempotency-Keys (the endpoint can tell a repeat). After {@link MAX_CRASHES} crashes in
- * {@link CRASH_WINDOW_MS}, or when no worker can start at all, delivery moves to the main thread
- * (the in-thread engine) with the events still open. The worker is referenced only while it
+ * same Idempotency-Keys (the endpoint can tell a repeat). After more than {@link MAX_CRASHES}
+ * crashes in {@link CRASH_WINDOW_MS}, when no worker can start (or set itself up in
+ * {@link READY_TIMEOUT_MS}), or when the worker is lost while closing, delivery moves to the main
+ * thread (the in-thread engine) with the events still open. The worker is referenced only while it
  * holds events, so it keeps the process alive no longer than in-thread sockets would, and it
  * is terminated by `close()`.
  */
@@ -16,6 +17,7 @@ import { randomUUID } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import type { Reporter } from '../logger.js';
 import {
+  MAX_TIMER_MS,
   emptyReasons,
   sum,
   type Delivery,
@@ -39,8 +41,10 @@ import {
 } from './worker-protocol.js';
 import { workerScript } from './worker-location.js';
 
-/** Crashes within {@link CRASH_WINDOW_MS} after which delivery stays on the main thread. */
+/** Crashes within {@link CRASH_WINDOW_MS} that are restarted; one more moves delivery to the main thread. */
 export const MAX_CRASHES = 3;
+/** How long a new worker may take to set itself up before the main thread takes over. */
+export const READY_TIMEOUT_MS = 10_000;
 export const CRASH_WINDOW_MS = 60_000;
 /** A batch this large crosses at once instead of waiting for the end of the tick. */
 export const MAX_BATCH = 512;
@@ -75,6 +79,7 @@ export class WorkerDelivery implements Delivery {
   private batchTimer: NodeJS.Timeout | undefined;
   /** Whether the worker keeps the process alive (only while it holds events). */
   private referenced = false;
+  private started = false;
   private readonly crashes: number[] = [];
   /** Whether any worker has set itself up: until then a failure means none can. */
   private everReady = false;
@@ -82,6 +87,8 @@ export class WorkerDelivery implements Delivery {
   /** At most this many events open at once: the worker's queue and its connections. */
   private readonly bound: number;
   private closing: Promise<void> | undefined;
+  /** Set as close() begins (before `closing` holds its promise). */
+  private closingNow = false;
   private workerClosed: (() => void) | undefined;
   private flushes: { seq: number; resolve: () => void }[] = [];
 
@@ -97,7 +104,7 @@ export class WorkerDelivery implements Delivery {
   constructor(private readonly options: WorkerDeliveryOptions) {
     this.bound = options.config.maxQueueSize + options.config.concurrency;
     this.events = new Emitter((name, listened) => this.post({ t: 'listen', name, listened }));
-    this.startWorker();
+    // The worker starts with the first event: a tracker that never sends costs no thread.
   }
 
   /** Where events are sent from: `'worker'`, or `'main'` after the worker could not be used. */
@@ -115,6 +122,10 @@ export class WorkerDelivery implements Delivery {
           'the queue drains. The endpoint may be slow or unreachable; raise `maxQueueSize` or `concurrency` if it is not.',
       );
       return this.dropHere('queue_full', settled);
+    }
+    if (!this.started) {
+      this.started = true;
+      this.startWorker();
     }
     const seq = this.nextSeq++;
     const encoded = encodeEvent(seq, body, headers);
@@ -142,7 +153,10 @@ export class WorkerDelivery implements Delivery {
   }
 
   close(timeoutMs: number): Promise<void> {
-    this.closing ??= this.shutDown(timeoutMs);
+    if (this.closing === undefined) {
+      this.closingNow = true;
+      this.closing = this.shutDown(timeoutMs);
+    }
     return this.closing;
   }
 
@@ -195,20 +209,42 @@ export class WorkerDelivery implements Delivery {
     let failure: unknown;
     let ready = false;
     worker.on('message', (message: FromWorker) => {
-      if (message.t === 'ready') ready = this.everReady = true;
-      else this.onMessage(message);
+      if (message.t === 'ready') {
+        ready = this.everReady = true;
+        clearTimeout(readyTimer);
+      } else this.onMessage(message);
     });
     worker.on('error', (error) => (failure = error));
     worker.once('exit', (code) => {
       if (this.worker !== worker) return;
       this.worker = undefined;
       this.workerClosed?.();
+      clearTimeout(readyTimer);
       const why = `exited with code ${code}${failure ? `: ${describeError(failure)}` : ''}`;
-      // If no worker ever got going, none will (a bundler left its script out, say).
-      if (!ready && !this.everReady)
-        this.useMainThread(`the delivery worker could not start (it ${why})`);
-      else if (!this.closing) this.onCrash(why);
+      try {
+        // If no worker ever got going, none will (a bundler left its script out, say); and a
+        // worker lost while closing leaves its events to the main thread for the time left.
+        if (!ready && !this.everReady) {
+          this.useMainThread(`the delivery worker could not start (it ${why})`);
+        } else if (this.closingNow) {
+          this.useMainThread(`the delivery worker ${why} while closing`);
+        } else {
+          this.onCrash(why);
+        }
+      } catch (error) {
+        // Never into the app: whatever failed, the main thread takes the events.
+        this.useMainThread(`restarting the delivery worker failed (${describeError(error)})`);
+      }
     });
+    // A worker that loads but never sets itself up would hold its events forever.
+    const readyTimer = setTimeout(() => {
+      if (ready || this.worker !== worker) return;
+      this.worker = undefined;
+      this.workerClosed?.();
+      void worker.terminate();
+      this.useMainThread(`the delivery worker did not start within ${READY_TIMEOUT_MS} ms`);
+    }, READY_TIMEOUT_MS);
+    readyTimer.unref();
     for (const name of EVENT_NAMES) {
       if (this.events.listened(name)) this.post({ t: 'listen', name, listened: true });
     }
@@ -217,11 +253,17 @@ export class WorkerDelivery implements Delivery {
     this.updateRef();
   }
 
-  private onCrash(why: string): void {
+  /** What a worker that is gone had counted, kept; its circuit, closed for listeners too. */
+  private forgetWorker(): void {
     this.pastRetries += this.workerRetries;
     this.workerRetries = 0;
     this.workerInFlight = 0;
+    if (this.circuit !== 'closed') this.events.emit('circuit', { state: 'closed', failures: 0 });
     this.circuit = 'closed';
+  }
+
+  private onCrash(why: string): void {
+    this.forgetWorker();
     const now = Date.now();
     this.crashes.push(now);
     while (this.crashes.length > 0 && now - this.crashes[0]! > CRASH_WINDOW_MS)
@@ -243,6 +285,8 @@ export class WorkerDelivery implements Delivery {
 
   /** Moves delivery to the main thread for good, with every open event. */
   private useMainThread(why: string): void {
+    if (this.inline) return;
+    this.forgetWorker();
     this.options.reporter.error(
       'ZENOVAY_WORKER_FAILED',
       `${why}; events are now sent from the main thread (in-thread delivery), which costs the ` +
@@ -259,6 +303,8 @@ export class WorkerDelivery implements Delivery {
       inline.events.on(name, (payload) => this.events.emit(name, payload as never));
     }
     this.inline = inline;
+    if (this.batchTimer !== undefined) clearTimeout(this.batchTimer);
+    this.batchTimer = undefined;
     for (const encoded of this.open.values()) {
       decodeEvents(encoded, (seq, body, headers) => this.submitInline(seq, body, headers));
     }
@@ -273,13 +319,21 @@ export class WorkerDelivery implements Delivery {
     );
   }
 
-  /** Gives a new worker every open event, in order. */
+  /** Gives a new worker every open event, in order, in batches of the usual size. */
   private resend(): void {
     this.batch = '';
     this.batchCount = 0;
     let data = '';
-    for (const encoded of this.open.values()) data += encoded;
-    if (data !== '') this.post({ t: 'events', data });
+    let count = 0;
+    for (const encoded of this.open.values()) {
+      data += encoded;
+      if (++count === MAX_BATCH) {
+        this.post({ t: 'events', data });
+        data = '';
+        count = 0;
+      }
+    }
+    if (count > 0) this.post({ t: 'events', data });
   }
 
   private readonly sendBatch = (): void => {
@@ -311,7 +365,8 @@ export class WorkerDelivery implements Delivery {
     this.workerInFlight = message.inFlight;
     this.circuit = message.circuit;
     for (const [name, payload] of message.emitted) this.events.emit(name, payload as never);
-    for (const [level, line] of message.logs) this.options.reporter.line(level, line);
+    // The main thread's reporter throttles again: one minute per code across threads and restarts.
+    for (const [level, code, text] of message.logs) this.options.reporter[level](code, text);
   }
 
   // ---- accounting -----------------------------------------------------------------------
@@ -358,7 +413,7 @@ export class WorkerDelivery implements Delivery {
   private updateRef(): void {
     const worker = this.worker;
     if (!worker) return;
-    const wanted = this.open.size > 0 || this.closing !== undefined;
+    const wanted = this.open.size > 0 || this.closingNow;
     if (wanted === this.referenced) return;
     this.referenced = wanted;
     if (wanted) worker.ref();
@@ -376,7 +431,7 @@ export class WorkerDelivery implements Delivery {
       let timer: NodeJS.Timeout | undefined;
       await new Promise<void>((resolve) => {
         this.workerClosed = resolve;
-        timer = setTimeout(resolve, timeoutMs + CLOSE_GRACE_MS);
+        timer = setTimeout(resolve, Math.min(timeoutMs + CLOSE_GRACE_MS, MAX_TIMER_MS));
         this.post({ t: 'close', timeoutMs });
       });
       clearTimeout(timer);
@@ -385,9 +440,10 @@ export class WorkerDelivery implements Delivery {
     }
     // In-thread delivery, from the start or since a worker that could not start gave it its events.
     if (this.inline) await this.inline.close(Math.max(0, deadline - Date.now()));
-    // What no one reported on (a worker that died or hung while closing) did not get out.
+    // What no one reported on (a worker that hung while closing) did not get out.
     for (const seq of Array.from(this.open.keys())) {
       this.settle(seq, { kind: 'dropped', reason: 'closed' });
+      this.events.emit('drop', { reason: 'closed', id: idempotencyKey(this.keyPrefix, seq) });
     }
   }
 }

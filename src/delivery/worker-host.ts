@@ -5,7 +5,7 @@
  * thread cannot know, the log lines and the events the main thread listens to.
  */
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
-import { Reporter, type LogLevel } from '../logger.js';
+import { Reporter, type ReportLevel } from '../logger.js';
 import { DeliveryEngine } from './engine.js';
 import { EVENT_NAMES, type TrackerEventName, type TrackerEvents } from './events.js';
 import { createLeanTransport } from './lean-transport.js';
@@ -25,20 +25,22 @@ const config = workerData as WorkerConfig;
 
 let settled: number[] = [];
 let emitted: [TrackerEventName, TrackerEvents[TrackerEventName]][] = [];
-let logs: [LogLevel, string][] = [];
+let logs: [ReportLevel, string, string][] = [];
 let scheduled = false;
 let timer: NodeJS.Timeout | undefined;
 const listened = new Set<TrackerEventName>();
 
-const line = (level: LogLevel) => (text: string) => {
-  logs.push([level, text]);
-  schedule();
-};
+/** Throttled here too, once a minute per code, so that a flood never crosses the thread. */
+class ForwardingReporter extends Reporter {
+  protected override write(level: ReportLevel, code: string, message: string): void {
+    logs.push([level, code, message]);
+    schedule();
+  }
+}
 const engine = new DeliveryEngine({
   ...config,
   transport: createLeanTransport({ maxSockets: config.concurrency }),
-  // Throttled here, once a minute per code, so that a flood never crosses the thread.
-  reporter: new Reporter({ info: line('info'), warn: line('warn'), error: line('error') }),
+  reporter: new ForwardingReporter({}),
 });
 
 for (const name of EVENT_NAMES) {

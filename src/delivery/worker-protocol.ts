@@ -12,7 +12,7 @@ import {
   type TrackerStats,
 } from './delivery.js';
 import type { TrackerEventName, TrackerEvents } from './events.js';
-import type { LogLevel } from '../logger.js';
+import type { ReportLevel } from '../logger.js';
 
 /** The engine's settings, as the worker receives them (functions cannot cross threads). */
 export type WorkerConfig = Omit<EngineOptions, 'transport' | 'reporter' | 'random'> & {
@@ -37,7 +37,8 @@ export type FromWorker =
       inFlight: number;
       circuit: TrackerStats['circuit'];
       emitted: [TrackerEventName, TrackerEvents[TrackerEventName]][];
-      logs: [LogLevel, string][];
+      /** Reports of the worker's engine, throttled again by the main thread's reporter. */
+      logs: [ReportLevel, string, string][];
     }
   | { t: 'closed' }
   /** The worker is set up: from now on a crash is worth a restart. */

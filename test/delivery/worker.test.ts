@@ -90,6 +90,19 @@ test('by default events go out from the worker thread, with the visitor headers 
   );
 });
 
+test('the worker starts with the first event: a tracker that never sends costs no thread', async () => {
+  const collector = await startCollector();
+  const t = tracker(collector.url);
+  expect(currentWorker(t)).toBeUndefined();
+  await t.flush();
+  await expect(t.trackEvent('first')).resolves.toBe(true);
+  expect(currentWorker(t)).toBeDefined();
+  const idle = tracker(collector.url);
+  await idle.close();
+  expect(currentWorker(idle)).toBeUndefined();
+  expect(idle.stats()).toMatchObject({ enqueued: 0, queued: 0, inFlight: 0 });
+});
+
 test('worker: false and a custom transport send from the main thread', async () => {
   const collector = await startCollector();
   const inline = tracker(collector.url, [], { worker: false });
@@ -161,6 +174,44 @@ test('after repeated crashes delivery moves to the main thread, losing nothing',
 function currentWorker(t: ZenovayTracker): Worker | undefined {
   return (delivery(t) as unknown as { worker?: Worker }).worker;
 }
+
+test('a worker lost while closing leaves its events to the main thread for the time left', async () => {
+  const collector = await startCollector({ respond: () => ({ status: 202, delayMs: 100 }) });
+  const lines: string[] = [];
+  const t = tracker(collector.url, lines, { concurrency: 2 });
+  const drops: string[] = [];
+  t.on('drop', (e) => drops.push(e.reason));
+  const results = Array.from({ length: 10 }, (_, i) => t.trackEvent('e', { i }));
+  await waitUntil(() => collector.events.length >= 1);
+  const closed = t.close({ timeout: 3000 });
+  await workerOf(t).terminate();
+  await closed;
+  expect(await Promise.all(results)).toEqual(Array(10).fill(true));
+  expect(t.stats()).toMatchObject({ enqueued: 10, delivered: 10, dropped: 0, queued: 0 });
+  expect(drops).toEqual([]);
+  expect(
+    lines.some((l) => /ZENOVAY_WORKER_FAILED: the delivery worker .* while closing/.test(l)),
+  ).toBe(true);
+});
+
+test('a circuit open in a crashed worker is reported closed, and logs are throttled across threads', async () => {
+  const refused = await startCollector();
+  const url = refused.url;
+  await refused.close();
+  const lines: string[] = [];
+  const t = tracker(url, lines, { maxRetries: 20, retryDelay: 1, maxRetryDelay: 1 });
+  const circuit: string[] = [];
+  t.on('circuit', (e) => circuit.push(e.state));
+  void t.trackEvent('e');
+  await waitUntil(() => circuit.includes('open'));
+  await workerOf(t).terminate();
+  await waitUntil(() => circuit.length === 2);
+  expect(circuit).toEqual(['open', 'closed']);
+  // The restarted worker meets the same refusals: the main thread still reports each code once.
+  await waitUntil(() => t.stats().circuit === 'open');
+  expect(lines.filter((l) => l.includes('ZENOVAY_CIRCUIT_OPEN'))).toHaveLength(1);
+  expect(lines.filter((l) => l.includes('ZENOVAY_NETWORK'))).toHaveLength(1);
+});
 
 test('a worker that cannot start hands its events to the main thread at once', async () => {
   const collector = await startCollector();
