@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import ts from 'typescript';
 import { createLeanTransport, type LeanTransportOptions } from '../../src/delivery/lean-transport';
-import type { Transport, TransportRequest } from '../../src/delivery/transport';
+import type { DeadlineTransport, Transport, TransportRequest } from '../../src/delivery/transport';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -954,6 +954,42 @@ describe('abort', () => {
     expect(getEventListeners(signal, 'abort')).toHaveLength(0);
     await rejection(t.send(post('http://127.0.0.1:1/e/X'), signal));
     expect(getEventListeners(signal, 'abort')).toHaveLength(0);
+  });
+});
+
+describe('sendWithin: the deadline the engine uses instead of a signal', () => {
+  const within = (t: Transport) => t as Transport & DeadlineTransport;
+
+  test('answers like send', async () => {
+    const server = await rawServer((socket) => socket.write(OK));
+    const t = within(transport());
+    expect(await t.sendWithin(post(server.url), 1000)).toMatchObject({ status: 200 });
+  });
+
+  test('past its deadline it rejects as a TimeoutError, closes that socket and frees the slot', async () => {
+    const server = await rawServer((socket, request) => {
+      if (request.body !== 'hang') socket.write(OK);
+    });
+    const t = within(transport({ maxSockets: 1 }));
+    const started = performance.now();
+    const error = await rejection(t.sendWithin(post(server.url, 'hang'), 50));
+    expect(error.name).toBe('TimeoutError');
+    expect(performance.now() - started).toBeGreaterThanOrEqual(45);
+    await until(() => server.closed === 1);
+    expect(await t.sendWithin(post(server.url, 'later'), 1000)).toMatchObject({ status: 200 });
+  });
+
+  test('close() ends a request in flight, and its deadline timer with it', async () => {
+    const server = await rawServer(() => undefined);
+    const t = within(transport());
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const before = timers();
+    const pending = t.sendWithin(post(server.url), 60_000);
+    await until(() => server.requests.length === 1);
+    expect(timers()).toBe(before + 1);
+    void t.close?.();
+    expect((await rejection(pending)).code).toBe('ERR_TRANSPORT_CLOSED');
+    expect(timers()).toBe(before);
   });
 });
 
