@@ -102,7 +102,7 @@ export interface TrackerOptions {
   /**
    * Sends one request to the endpoint. Replace it to route events elsewhere (a proxy, a queue,
    * a test double).
-   * @default keep-alive `http`/`https` transport
+   * @default the package's keep-alive HTTP/1.1 client (`http:` and `https:`)
    */
   transport?: Transport;
   /**

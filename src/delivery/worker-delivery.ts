@@ -1,8 +1,8 @@
 /**
  * Delivery on a worker thread, seen from the main thread. The request thread only numbers each
- * event, appends it to the tick's batch (one string) and keeps it until the worker says how it
- * ended; once per tick the batch crosses to the worker, which runs the engine and the HTTP
- * client. The main thread is the accountant: it counts what it was given and how each event
+ * event, appends it to the current batch (one string) and keeps it until the worker says how it
+ * ended; every few milliseconds the batch crosses to the worker, which runs the engine and the
+ * HTTP client. The main thread is the accountant: it counts what it was given and how each event
  * ended, so `stats()` stays exact and answers without asking the worker.
  *
  * A worker that dies is restarted and given back every event it had not settled, under the

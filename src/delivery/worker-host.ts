@@ -1,8 +1,8 @@
 /**
  * The delivery worker (built as `dist/delivery-worker.js`): runs the same engine as in-thread
- * delivery, with the keep-alive HTTP transport, off the request thread. It takes batches of
- * events and reports back once per tick: which events settled and how, the counters the main
- * thread cannot know, the log lines and the events the main thread listens to.
+ * delivery, with the package's keep-alive HTTP client, off the request thread. It takes batches
+ * of events and reports back every few milliseconds: which events settled and how, the counters
+ * the main thread cannot know, the log lines and the events the main thread listens to.
  */
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { Reporter, type ReportLevel } from '../logger.js';

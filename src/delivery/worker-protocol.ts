@@ -1,7 +1,7 @@
 /**
  * What the main thread and the delivery worker say to each other. Events cross in batches, one
- * message per tick, encoded as one string: cloning one string costs a fraction of cloning an
- * object per event, and that cost is paid on the request thread.
+ * message every few milliseconds, encoded as one string: cloning one string costs a fraction of
+ * cloning an object per event, and that cost is paid on the request thread.
  */
 import type { EngineOptions } from './engine.js';
 import {
