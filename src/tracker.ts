@@ -1,5 +1,6 @@
 /**
- * The tracker: checks and builds events, then hands them to delivery (a worker thread or the in-thread engine). Shared by
+ * The tracker: checks and builds events, then hands them to delivery (a worker thread or the
+ * in-thread engine). Shared by
  * `createTracker()` and `analytics()`; it never sees a request, only plain visitor data.
  */
 import { MAX_TIMER_MS, type Delivery, type TrackerStats } from './delivery/delivery.js';
@@ -202,31 +203,15 @@ export class ZenovayTracker implements Tracker {
   ): void {
     const event: WireEvent = { type: 'pageview', url };
     if (referrer !== undefined && referrer !== '') event.referrer = referrer;
-    const body = JSON.stringify(event);
-    if (body.length > MAX_EVENT_BYTES / 3 && Buffer.byteLength(body) > MAX_EVENT_BYTES) {
-      void this.invalid(
-        `a pageview is ${Buffer.byteLength(body)} bytes of JSON, more than the ${MAX_EVENT_BYTES} allowed.`,
-      );
-      return;
-    }
+    const body = this.serialise(event, 'a pageview');
+    if (body === undefined) return;
     this.delivery.submit(body, forwardedHeaders(userAgent, ip, clientHints, this.anonymizeIp));
   }
 
   /** Serialises once, checks the size, and hands the event to the engine. */
   private send(event: WireEvent, visitor: Visitor | undefined, what: string): Promise<boolean> {
-    let body: string;
-    try {
-      body = JSON.stringify(event);
-    } catch (error) {
-      return this.invalid(
-        `${what} data cannot be serialised to JSON: ${(error as Error).message}.`,
-      );
-    }
-    if (body.length > MAX_EVENT_BYTES / 3 && Buffer.byteLength(body) > MAX_EVENT_BYTES) {
-      return this.invalid(
-        `${what} is ${Buffer.byteLength(body)} bytes of JSON, more than the ${MAX_EVENT_BYTES} allowed: send less data.`,
-      );
-    }
+    const body = this.serialise(event, what);
+    if (body === undefined) return Promise.resolve(false);
     const headers = forwardedHeaders(
       visitor?.userAgent,
       visitor?.ip,
@@ -243,6 +228,24 @@ export class ZenovayTracker implements Tracker {
     return new Promise<boolean>((resolve) =>
       this.delivery.submit(body, headers, (outcome) => resolve(outcome.kind === 'delivered')),
     );
+  }
+
+  /** The event as JSON, once; undefined (counted and reported as invalid) when it cannot be. */
+  private serialise(event: WireEvent, what: string): string | undefined {
+    let body: string;
+    try {
+      body = JSON.stringify(event);
+    } catch (error) {
+      void this.invalid(`${what} data cannot be serialised to JSON: ${(error as Error).message}.`);
+      return undefined;
+    }
+    if (body.length > MAX_EVENT_BYTES / 3 && Buffer.byteLength(body) > MAX_EVENT_BYTES) {
+      void this.invalid(
+        `${what} is ${Buffer.byteLength(body)} bytes of JSON, more than the ${MAX_EVENT_BYTES} allowed: send less data.`,
+      );
+      return undefined;
+    }
+    return body;
   }
 
   private addReferrer(event: WireEvent, visitor: Visitor | undefined): void {

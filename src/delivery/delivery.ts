@@ -2,6 +2,7 @@
  * What the tracker needs from delivery, whichever thread it runs on: the in-thread engine
  * (`engine.ts`) and the worker-thread client (`worker-delivery.ts`) both implement it.
  */
+import type { Reporter } from '../logger.js';
 import type { Emitter } from './events.js';
 
 /** Why an event was given up after trying. */
@@ -76,6 +77,43 @@ export const DROP_REASONS: readonly DropReason[] = [
   'closed',
   'invalid',
 ];
+
+/**
+ * flush() by order of arrival: each call waits for every event numbered up to the last one
+ * handed over before it. Both deliveries number their events and keep the unsettled in order.
+ */
+export class ArrivalFlushes {
+  private waiting: { seq: number; resolve: () => void }[] = [];
+
+  /** Whether any flush() waits: callers skip finding the oldest open event when none does. */
+  get any(): boolean {
+    return this.waiting.length > 0;
+  }
+
+  /** Resolves once `release` is told that nothing up to `seq` is left. */
+  wait(seq: number): Promise<void> {
+    return new Promise<void>((resolve) => this.waiting.push({ seq, resolve }));
+  }
+
+  /** Call when an event settles; `firstUnsettled` is the oldest number still open (or undefined). */
+  release(firstUnsettled: number | undefined): void {
+    const first = firstUnsettled ?? Infinity;
+    let released = 0;
+    while (released < this.waiting.length && this.waiting[released]!.seq < first) {
+      this.waiting[released++]!.resolve();
+    }
+    if (released > 0) this.waiting = this.waiting.slice(released);
+  }
+}
+
+/** The warning when `maxQueueSize` events already wait, from either delivery. */
+export function reportQueueFull(reporter: Reporter, maxQueueSize: number): void {
+  reporter.warn(
+    'ZENOVAY_QUEUE_FULL',
+    `${maxQueueSize} events are already waiting to be sent; new events are dropped until ` +
+      'the queue drains. The endpoint may be slow or unreachable; raise `maxQueueSize` or `concurrency` if it is not.',
+  );
+}
 
 export function emptyReasons(): TrackerStats['reasons'] {
   return {

@@ -12,7 +12,9 @@ import { RateGuard } from './rate-guard.js';
 import { backoffDelay, classifyStatus, type AttemptResult } from './retry-policy.js';
 import type { DeadlineTransport, Transport } from './transport.js';
 import {
+  ArrivalFlushes,
   emptyReasons,
+  reportQueueFull,
   sum,
   type Delivery,
   type DropReason,
@@ -75,8 +77,7 @@ export class DeliveryEngine implements Delivery {
   /** Unsettled jobs in order of arrival (a Set keeps insertion order). */
   private readonly pending = new Set<Job>();
   private seq = 0;
-  /** flush() calls waiting for every job up to `seq` to settle, oldest first. */
-  private flushes: { seq: number; resolve: () => void }[] = [];
+  private readonly flushes = new ArrivalFlushes();
   private readonly shutdown = new AbortController();
   /** Events waiting for the queue: new ones, and retries (which go first). */
   private readonly backlog = new Fifo<Job>();
@@ -161,7 +162,7 @@ export class DeliveryEngine implements Delivery {
 
   flush(): Promise<void> {
     if (this.pending.size === 0) return Promise.resolve();
-    return new Promise<void>((resolve) => this.flushes.push({ seq: this.seq, resolve }));
+    return this.flushes.wait(this.seq);
   }
 
   /**
@@ -426,7 +427,7 @@ export class DeliveryEngine implements Delivery {
       this.dropped[outcome.reason]++;
       this.events.emit('drop', { reason: outcome.reason, id: job.id });
     }
-    if (this.flushes.length > 0) this.releaseFlushes();
+    if (this.flushes.any) this.flushes.release(this.pending.values().next().value?.seq);
     try {
       job.settled?.(outcome);
     } catch {
@@ -434,23 +435,8 @@ export class DeliveryEngine implements Delivery {
     }
   }
 
-  /** Resolves the flush() calls whose jobs have all settled. */
-  private releaseFlushes(): void {
-    const oldest = this.pending.values().next();
-    const firstUnsettled = oldest.done ? Infinity : oldest.value.seq;
-    let released = 0;
-    while (released < this.flushes.length && this.flushes[released]!.seq < firstUnsettled) {
-      this.flushes[released++]!.resolve();
-    }
-    if (released > 0) this.flushes = this.flushes.slice(released);
-  }
-
   private reportQueueFull(): void {
-    this.options.reporter.warn(
-      'ZENOVAY_QUEUE_FULL',
-      `${this.options.maxQueueSize} events are already waiting to be sent; new events are dropped until ` +
-        'the queue drains. The endpoint may be slow or unreachable; raise `maxQueueSize` or `concurrency` if it is not.',
-    );
+    reportQueueFull(this.options.reporter, this.options.maxQueueSize);
   }
 
   // ---- pauses: 429s and the circuit -------------------------------------------------------

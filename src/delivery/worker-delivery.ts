@@ -17,8 +17,10 @@ import { randomUUID } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import type { Reporter } from '../logger.js';
 import {
+  ArrivalFlushes,
   MAX_TIMER_MS,
   emptyReasons,
+  reportQueueFull,
   sum,
   type Delivery,
   type DropReason,
@@ -46,7 +48,7 @@ export const MAX_CRASHES = 3;
 /** How long a new worker may take to set itself up before the main thread takes over. */
 export const READY_TIMEOUT_MS = 10_000;
 export const CRASH_WINDOW_MS = 60_000;
-/** A batch this large crosses at once instead of waiting for the end of the tick. */
+/** A batch this large crosses at once instead of waiting out {@link BATCH_DELAY_MS}. */
 export const MAX_BATCH = 512;
 /**
  * How long an event may wait for others to cross with it. Each message costs the request thread
@@ -90,7 +92,7 @@ export class WorkerDelivery implements Delivery {
   /** Set as close() begins (before `closing` holds its promise). */
   private closingNow = false;
   private workerClosed: (() => void) | undefined;
-  private flushes: { seq: number; resolve: () => void }[] = [];
+  private readonly flushes = new ArrivalFlushes();
 
   private enqueued = 0;
   private delivered = 0;
@@ -116,11 +118,7 @@ export class WorkerDelivery implements Delivery {
     this.enqueued++;
     if (this.closing) return this.dropHere('closed', settled);
     if (this.open.size >= this.bound) {
-      this.options.reporter.warn(
-        'ZENOVAY_QUEUE_FULL',
-        `${this.options.config.maxQueueSize} events are already waiting to be sent; new events are dropped until ` +
-          'the queue drains. The endpoint may be slow or unreachable; raise `maxQueueSize` or `concurrency` if it is not.',
-      );
+      reportQueueFull(this.options.reporter, this.options.config.maxQueueSize);
       return this.dropHere('queue_full', settled);
     }
     if (!this.started) {
@@ -149,7 +147,7 @@ export class WorkerDelivery implements Delivery {
   flush(): Promise<void> {
     this.sendBatch();
     if (this.open.size === 0) return Promise.resolve();
-    return new Promise<void>((resolve) => this.flushes.push({ seq: this.nextSeq - 1, resolve }));
+    return this.flushes.wait(this.nextSeq - 1);
   }
 
   close(timeoutMs: number): Promise<void> {
@@ -165,7 +163,7 @@ export class WorkerDelivery implements Delivery {
     const dropped = sum(this.reasons.dropped);
     const unsettled = this.enqueued - this.delivered - failed - dropped;
     const live = this.inline?.stats();
-    // The worker's split is as of its last report (a tick old at most). Events on their way to
+    // The worker's split is as of its last report (a few milliseconds old at most). Events on their way to
     // it count as waiting up to maxQueueSize and as in flight beyond, so that neither count
     // ever passes its bound (the main thread holds at most maxQueueSize + concurrency).
     const reported = live ? live.inFlight : this.workerInFlight;
@@ -374,7 +372,7 @@ export class WorkerDelivery implements Delivery {
   private settle(seq: number, outcome: Outcome): void {
     if (!this.open.delete(seq)) return; // settled already (a repeat after a restart)
     this.count(outcome);
-    if (this.flushes.length > 0) this.releaseFlushes();
+    if (this.flushes.any) this.flushes.release(this.open.keys().next().value);
     if (this.open.size === 0) this.updateRef();
     if (this.callbacks.size === 0) return;
     const settled = this.callbacks.get(seq);
@@ -398,16 +396,6 @@ export class WorkerDelivery implements Delivery {
     this.count(outcome);
     this.events.emit('drop', { reason });
     settled?.(outcome);
-  }
-
-  private releaseFlushes(): void {
-    const oldest = this.open.keys().next();
-    const firstOpen = oldest.done ? Infinity : oldest.value;
-    let released = 0;
-    while (released < this.flushes.length && this.flushes[released]!.seq < firstOpen) {
-      this.flushes[released++]!.resolve();
-    }
-    if (released > 0) this.flushes = this.flushes.slice(released);
   }
 
   private updateRef(): void {
