@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import PQueue from 'p-queue';
 import type { Reporter } from '../logger.js';
 import { Emitter } from './events.js';
+import { Ledger } from './ledger.js';
 import { RateGuard } from './rate-guard.js';
 import { backoffDelay, classifyStatus, type AttemptResult } from './retry-policy.js';
 import type { DeadlineTransport, Transport } from './transport.js';
@@ -74,8 +75,8 @@ const noop = () => undefined;
 export class DeliveryEngine implements Delivery {
   readonly events = new Emitter();
   private readonly queue: PQueue;
-  /** Unsettled jobs in order of arrival (a Set keeps insertion order). */
-  private readonly pending = new Set<Job>();
+  /** Unsettled jobs by number, in order of arrival. */
+  private readonly pending = new Ledger<Job>();
   private seq = 0;
   private readonly flushes = new ArrivalFlushes();
   private readonly shutdown = new AbortController();
@@ -150,7 +151,7 @@ export class DeliveryEngine implements Delivery {
       timer: undefined,
       settled,
     };
-    this.pending.add(job);
+    this.pending.add(job.seq, job);
     this.waiting++;
     this.enqueue(job, 0);
   }
@@ -412,7 +413,7 @@ export class DeliveryEngine implements Delivery {
   private settle(job: Job, outcome: Outcome): void {
     if (job.state === 'settled') return;
     job.state = 'settled';
-    this.pending.delete(job);
+    this.pending.take(job.seq);
     if (outcome.kind === 'delivered') {
       this.delivered++;
     } else if (outcome.kind === 'failed') {
@@ -427,7 +428,7 @@ export class DeliveryEngine implements Delivery {
       this.dropped[outcome.reason]++;
       this.events.emit('drop', { reason: outcome.reason, id: job.id });
     }
-    if (this.flushes.any) this.flushes.release(this.pending.values().next().value?.seq);
+    if (this.flushes.any) this.flushes.release(this.pending.first());
     try {
       job.settled?.(outcome);
     } catch {
@@ -513,7 +514,7 @@ export class DeliveryEngine implements Delivery {
 
   private async shutDown(timeoutMs: number): Promise<void> {
     // Last chance: retries go now, and an open circuit gets its probe.
-    for (const job of this.pending) {
+    for (const [, job] of this.pending.entries()) {
       if (job.state === 'retry_wait') {
         clearTimeout(job.timer);
         job.timer = undefined;
@@ -537,7 +538,7 @@ export class DeliveryEngine implements Delivery {
       this.queue.clear();
       this.backlog.clear();
       this.retryBacklog.clear();
-      for (const job of this.pending) {
+      for (const [, job] of this.pending.entries()) {
         if (job.state === 'queued' || job.state === 'retry_wait') {
           clearTimeout(job.timer);
           this.waiting--;

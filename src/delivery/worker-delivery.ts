@@ -31,6 +31,7 @@ import {
 } from './delivery.js';
 import { DeliveryEngine } from './engine.js';
 import { Emitter, EVENT_NAMES } from './events.js';
+import { Ledger } from './ledger.js';
 import { createLeanTransport } from './lean-transport.js';
 import {
   decodeEvents,
@@ -71,10 +72,11 @@ export class WorkerDelivery implements Delivery {
   private worker: Worker | undefined;
   /** The in-thread engine, once the worker could not be used. */
   private inline: DeliveryEngine | undefined;
-  /** Events handed over and not yet settled, encoded, by number, in order of arrival. */
-  private readonly open = new Map<number, string>();
-  /** Who waits for an event's outcome (trackEvent's promise); pageviews have no one. */
-  private readonly callbacks = new Map<number, Settled>();
+  /**
+   * Events handed over and not yet settled, by number, in order of arrival: encoded, and with
+   * whoever waits for the outcome (trackEvent's promise; pageviews have no one).
+   */
+  private readonly open: Ledger<OpenEvent>;
   private nextSeq = 1;
   private batch = '';
   private batchCount = 0;
@@ -105,6 +107,7 @@ export class WorkerDelivery implements Delivery {
 
   constructor(private readonly options: WorkerDeliveryOptions) {
     this.bound = options.config.maxQueueSize + options.config.concurrency;
+    this.open = new Ledger();
     this.events = new Emitter((name, listened) => this.post({ t: 'listen', name, listened }));
     // The worker starts with the first event: a tracker that never sends costs no thread.
   }
@@ -127,8 +130,7 @@ export class WorkerDelivery implements Delivery {
     }
     const seq = this.nextSeq++;
     const encoded = encodeEvent(seq, body, headers);
-    this.open.set(seq, encoded);
-    if (settled !== undefined) this.callbacks.set(seq, settled);
+    this.open.add(seq, settled === undefined ? encoded : { encoded, settled });
     if (this.inline) {
       this.submitInline(seq, body, headers);
     } else {
@@ -303,8 +305,8 @@ export class WorkerDelivery implements Delivery {
     this.inline = inline;
     if (this.batchTimer !== undefined) clearTimeout(this.batchTimer);
     this.batchTimer = undefined;
-    for (const encoded of this.open.values()) {
-      decodeEvents(encoded, (seq, body, headers) => this.submitInline(seq, body, headers));
+    for (const [, event] of this.open.entries()) {
+      decodeEvents(encodedOf(event), (seq, body, headers) => this.submitInline(seq, body, headers));
     }
   }
 
@@ -323,8 +325,8 @@ export class WorkerDelivery implements Delivery {
     this.batchCount = 0;
     let data = '';
     let count = 0;
-    for (const encoded of this.open.values()) {
-      data += encoded;
+    for (const [, event] of this.open.entries()) {
+      data += encodedOf(event);
       if (++count === MAX_BATCH) {
         this.post({ t: 'events', data });
         data = '';
@@ -370,14 +372,13 @@ export class WorkerDelivery implements Delivery {
   // ---- accounting -----------------------------------------------------------------------
 
   private settle(seq: number, outcome: Outcome): void {
-    if (!this.open.delete(seq)) return; // settled already (a repeat after a restart)
+    const event = this.open.take(seq);
+    if (event === undefined) return; // settled already (a repeat after a restart)
     this.count(outcome);
-    if (this.flushes.any) this.flushes.release(this.open.keys().next().value);
+    if (this.flushes.any) this.flushes.release(this.open.first());
     if (this.open.size === 0) this.updateRef();
-    if (this.callbacks.size === 0) return;
-    const settled = this.callbacks.get(seq);
-    if (settled === undefined) return;
-    this.callbacks.delete(seq);
+    if (typeof event === 'string') return;
+    const { settled } = event;
     try {
       settled(outcome);
     } catch {
@@ -429,11 +430,18 @@ export class WorkerDelivery implements Delivery {
     // In-thread delivery, from the start or since a worker that could not start gave it its events.
     if (this.inline) await this.inline.close(Math.max(0, deadline - Date.now()));
     // What no one reported on (a worker that hung while closing) did not get out.
-    for (const seq of Array.from(this.open.keys())) {
+    for (const [seq] of this.open.entries()) {
       this.settle(seq, { kind: 'dropped', reason: 'closed' });
       this.events.emit('drop', { reason: 'closed', id: idempotencyKey(this.keyPrefix, seq) });
     }
   }
+}
+
+/** An open event: encoded, with the callback of whoever waits for it. */
+type OpenEvent = string | { encoded: string; settled: Settled };
+
+function encodedOf(event: OpenEvent): string {
+  return typeof event === 'string' ? event : event.encoded;
 }
 
 function describeError(error: unknown): string {
