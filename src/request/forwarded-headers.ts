@@ -41,17 +41,21 @@ export function headerValue(value: unknown, max: number): string | undefined {
   return clean === '' ? undefined : clean;
 }
 
-/** The headers of one request to the endpoint, `Content-Type` included. */
+/**
+ * The headers of one request to the endpoint, `Content-Type` included. `ipNormalized`: the IP
+ * comes from {@link normalizeIp} already (the middleware's), so it is not checked again.
+ */
 export function forwardedHeaders(
   userAgent: string | undefined,
   ip: string | undefined,
   hints: ClientHints | undefined,
   anonymize = false,
+  ipNormalized = false,
 ): Record<string, string> {
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   const agent = headerValue(userAgent, MAX_USER_AGENT);
   if (agent) headers['user-agent'] = agent;
-  const normal = normalizeIp(ip);
+  const normal = ipNormalized ? ip : normalizeIp(ip);
   if (normal) headers['x-forwarded-for'] = anonymize ? anonymizeIp(normal) : normal;
   if (hints) {
     for (const name of HINT_NAMES) {

@@ -23,6 +23,7 @@ import {
 } from '../../src/request/page-url';
 import { requestSkipReason } from '../../src/request/pageview-rules';
 import { compileTrust } from '../../src/request/trust';
+import { pageviewJson } from '../../src/tracker';
 
 const params = { seed: 20261128, numRuns: 500 };
 const config = resolveAnalyticsOptions({ trackingCode: 'x', logger: false });
@@ -239,5 +240,29 @@ test('the default query policy keeps nothing but utm_* parameters', () => {
       },
     ),
     params,
+  );
+});
+
+test("a pageview's body is exactly JSON.stringify's text (the direct path included)", () => {
+  // Any UTF-16 unit, lone surrogates, quotes, back-slashes and control characters included.
+  const unit = fc.oneof(
+    fc.constantFrom('"', '\\', '\n', '\u0000', '\u001f', '\u2028', '\ud800', '\udc00', 'é'),
+    fc.integer({ min: 0, max: 0xffff }).map((code) => String.fromCharCode(code)),
+    fc.constantFrom('a', '/', '?', '=', '&', '%'),
+  );
+  const text = fc.oneof(
+    fc.string({ unit }),
+    fc.webUrl({ withQueryParameters: true }),
+    fc.string({ unit: 'binary' }),
+  );
+  fc.assert(
+    fc.property(text, fc.option(text, { nil: undefined }), (url, referrer) => {
+      const expected =
+        referrer === undefined
+          ? JSON.stringify({ type: 'pageview', url })
+          : JSON.stringify({ type: 'pageview', url, referrer });
+      expect(pageviewJson(url, referrer)).toBe(expected);
+    }),
+    { ...params, numRuns: 3000 },
   );
 });
