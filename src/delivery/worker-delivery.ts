@@ -36,6 +36,7 @@ import { createLeanTransport } from './lean-transport.js';
 import {
   decodeEvents,
   encodeEvent,
+  HEARTBEAT_MS,
   idempotencyKey,
   OUTCOMES,
   type FromWorker,
@@ -59,12 +60,19 @@ export const MAX_BATCH = 512;
 export const BATCH_DELAY_MS = 5;
 /** How long close() waits for the worker beyond its own timeout before terminating it. */
 export const CLOSE_GRACE_MS = 1000;
+/**
+ * A worker holding events says something at least every {@link HEARTBEAT_MS}; one silent this
+ * long is stuck (a loop that never ends, say) and is replaced like a crashed one.
+ */
+export const STALL_MS = 5 * HEARTBEAT_MS;
 
 export interface WorkerDeliveryOptions {
   config: Omit<WorkerConfig, 'keyPrefix'>;
   reporter: Reporter;
   /** For tests: the worker's script. */
   script?: URL;
+  /** For tests: {@link STALL_MS}. */
+  stallMs?: number;
 }
 
 export class WorkerDelivery implements Delivery {
@@ -95,6 +103,9 @@ export class WorkerDelivery implements Delivery {
   private closingNow = false;
   private workerClosed: (() => void) | undefined;
   private readonly flushes = new ArrivalFlushes();
+  /** When the worker last said something, or was last given events while it had none. */
+  private heardAt = 0;
+  private watchdog: NodeJS.Timeout | undefined;
 
   private enqueued = 0;
   private delivered = 0;
@@ -138,7 +149,11 @@ export class WorkerDelivery implements Delivery {
       if (++this.batchCount >= MAX_BATCH) this.sendBatch();
       else this.batchTimer ??= setTimeout(this.sendBatch, BATCH_DELAY_MS);
     }
-    if (!this.referenced) this.updateRef();
+    if (!this.referenced) {
+      // The worker had nothing to do, so it had nothing to say: its silence counts from now.
+      this.heardAt = Date.now();
+      this.updateRef();
+    }
   }
 
   reject(reason: DropReason): void {
@@ -208,11 +223,13 @@ export class WorkerDelivery implements Delivery {
     this.worker = worker;
     let failure: unknown;
     let ready = false;
+    let stalled = false;
     worker.on('message', (message: FromWorker) => {
+      this.heardAt = Date.now();
       if (message.t === 'ready') {
         ready = this.everReady = true;
         clearTimeout(readyTimer);
-      } else this.onMessage(message);
+      } else if (message.t !== 'alive') this.onMessage(message);
     });
     worker.on('error', (error) => (failure = error));
     worker.once('exit', (code) => {
@@ -220,7 +237,10 @@ export class WorkerDelivery implements Delivery {
       this.worker = undefined;
       this.workerClosed?.();
       clearTimeout(readyTimer);
-      const why = `exited with code ${code}${failure ? `: ${describeError(failure)}` : ''}`;
+      const stallMs = this.options.stallMs ?? STALL_MS;
+      const why = stalled
+        ? `stopped answering for ${stallMs} ms and was terminated`
+        : `exited with code ${code}${failure ? `: ${describeError(failure)}` : ''}`;
       try {
         // If no worker ever got going, none will (a bundler left its script out, say); and a
         // worker lost while closing leaves its events to the main thread for the time left.
@@ -245,6 +265,23 @@ export class WorkerDelivery implements Delivery {
       this.useMainThread(`the delivery worker did not start within ${READY_TIMEOUT_MS} ms`);
     }, READY_TIMEOUT_MS);
     readyTimer.unref();
+    // A worker stuck with events (alive, but its event loop never comes back) holds them forever.
+    const stallMs = this.options.stallMs ?? STALL_MS;
+    const period = Math.max(10, stallMs / 4);
+    let tickedAt = Date.now();
+    clearInterval(this.watchdog);
+    this.heardAt = tickedAt;
+    this.watchdog = setInterval(() => {
+      if (this.worker !== worker) return clearInterval(this.watchdog);
+      const now = Date.now();
+      // A late tick means this thread was busy: the worker's messages may be waiting unread.
+      const late = now - tickedAt > 2 * period;
+      tickedAt = now;
+      if (late || !ready || this.open.size === 0 || now - this.heardAt <= stallMs) return;
+      stalled = true;
+      void worker.terminate(); // 'exit' follows: restarted, or moved to the main thread
+    }, period);
+    this.watchdog.unref();
     for (const name of EVENT_NAMES) {
       if (this.events.listened(name)) this.post({ t: 'listen', name, listened: true });
     }
@@ -294,6 +331,7 @@ export class WorkerDelivery implements Delivery {
     );
     this.batch = '';
     this.batchCount = 0;
+    clearInterval(this.watchdog);
     const inline = new DeliveryEngine({
       ...this.options.config,
       transport: createLeanTransport({ maxSockets: this.options.config.concurrency }),
@@ -352,7 +390,7 @@ export class WorkerDelivery implements Delivery {
     if (!this.inline) this.worker?.postMessage(message);
   }
 
-  private onMessage(message: Exclude<FromWorker, { t: 'ready' }>): void {
+  private onMessage(message: Exclude<FromWorker, { t: 'ready' | 'alive' }>): void {
     if (message.t === 'closed') {
       this.workerClosed?.();
       return;
@@ -425,6 +463,7 @@ export class WorkerDelivery implements Delivery {
       });
       clearTimeout(timer);
       this.worker = undefined;
+      clearInterval(this.watchdog);
       await worker.terminate();
     }
     // In-thread delivery, from the start or since a worker that could not start gave it its events.

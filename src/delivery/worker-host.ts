@@ -11,6 +11,7 @@ import { EVENT_NAMES, type TrackerEventName, type TrackerEvents } from './events
 import { createLeanTransport } from './lean-transport.js';
 import {
   decodeEvents,
+  HEARTBEAT_MS,
   idempotencyKey,
   outcomeCode,
   type FromWorker,
@@ -28,6 +29,10 @@ let emitted: [TrackerEventName, TrackerEvents[TrackerEventName]][] = [];
 let logs: [ReportLevel, string, string][] = [];
 let scheduled = false;
 let timer: NodeJS.Timeout | undefined;
+/** Events taken and not yet settled. */
+let holding = 0;
+/** Whether a message went out since the last heartbeat tick. */
+let spoke = false;
 const listened = new Set<TrackerEventName>();
 
 /** Throttled here too, once a minute per code, so that a flood never crosses the thread. */
@@ -84,8 +89,15 @@ function report(): void {
   settled = [];
   emitted = [];
   logs = [];
+  spoke = true;
   port.postMessage(message);
 }
+
+// The main thread takes a worker that holds events and says nothing for long to be stuck.
+setInterval(() => {
+  if (holding > 0 && !spoke) port.postMessage({ t: 'alive' } satisfies FromWorker);
+  spoke = false;
+}, HEARTBEAT_MS).unref();
 
 port.postMessage({ t: 'ready' } satisfies FromWorker);
 
@@ -93,10 +105,12 @@ port.on('message', (message: ToWorker) => {
   switch (message.t) {
     case 'events':
       decodeEvents(message.data, (seq, body, headers) => {
+        holding++;
         engine.submit(
           body,
           headers,
           (outcome) => {
+            holding--;
             settled.push(seq, outcomeCode(outcome));
             schedule();
           },

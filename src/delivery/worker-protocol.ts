@@ -42,7 +42,12 @@ export type FromWorker =
     }
   | { t: 'closed' }
   /** The worker is set up: from now on a crash is worth a restart. */
-  | { t: 'ready' };
+  | { t: 'ready' }
+  /** Nothing to report, but the worker holds events and its event loop runs. */
+  | { t: 'alive' };
+
+/** While it holds events, the worker says something at least this often. */
+export const HEARTBEAT_MS = 1000;
 
 /** Every outcome, numbered: the code that crosses the thread boundary. */
 export const OUTCOMES: readonly Outcome[] = Object.freeze([

@@ -63,6 +63,33 @@ async function waitUntil(check: () => boolean, ms = 5000): Promise<void> {
   }
 }
 
+/** A WorkerDelivery to `host` without a tracker (tests that give it their own script). */
+function bareDelivery(
+  host: string,
+  lines: string[],
+  extra: { script?: URL; stallMs?: number } = {},
+): WorkerDelivery {
+  return new WorkerDelivery({
+    config: {
+      endpoint: `${host}/e/bare`,
+      concurrency: 2,
+      maxQueueSize: 100,
+      timeoutMs: 10_000,
+      maxRetries: 0,
+      retryDelayMs: 0,
+      maxRetryDelayMs: 0,
+      visitorRateLimit: true,
+      globalRateLimit: undefined,
+    },
+    reporter: new Reporter({
+      info: (l) => lines.push(l),
+      warn: (l) => lines.push(l),
+      error: (l) => lines.push(l),
+    }),
+    ...extra,
+  });
+}
+
 test('by default events go out from the worker thread, with the visitor headers and a UUID key', async () => {
   const collector = await startCollector();
   const t = tracker(collector.url);
@@ -216,19 +243,7 @@ test('a circuit open in a crashed worker is reported closed, and logs are thrott
 test('a worker that cannot start hands its events to the main thread at once', async () => {
   const collector = await startCollector();
   const lines: string[] = [];
-  const d = new WorkerDelivery({
-    config: {
-      endpoint: `${collector.url}/e/missing`,
-      concurrency: 2,
-      maxQueueSize: 100,
-      timeoutMs: 2000,
-      maxRetries: 0,
-      retryDelayMs: 0,
-      maxRetryDelayMs: 0,
-      visitorRateLimit: true,
-      globalRateLimit: undefined,
-    },
-    reporter: new Reporter({ error: (l) => lines.push(l) }),
+  const d = bareDelivery(collector.url, lines, {
     script: pathToFileURL(path.join(__dirname, 'no-such-worker.js')),
   });
   const outcomes: string[] = [];
@@ -249,6 +264,48 @@ test('a worker that cannot start hands its events to the main thread at once', a
   expect(lines[0]).toMatch(/ZENOVAY_WORKER_FAILED: the delivery worker could not start/);
   await d.close(500);
   expect(d.stats()).toMatchObject({ enqueued: 3, delivered: 3, queued: 0, inFlight: 0 });
+});
+
+test('a worker stuck with events is replaced; one stuck every time hands them to the main thread', async () => {
+  const collector = await startCollector();
+  const lines: string[] = [];
+  const d = bareDelivery(collector.url, lines, {
+    script: pathToFileURL(path.join(__dirname, '../fixtures/stuck-worker.mjs')),
+    stallMs: 200,
+  });
+  const outcomes: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    d.submit(`{"type":"event","name":"e${i}"}`, forwardedHeaders('ua', undefined, undefined), (o) =>
+      outcomes.push(o.kind),
+    );
+  }
+  await d.flush();
+  expect(outcomes).toEqual(['delivered', 'delivered', 'delivered']);
+  expect(d.thread).toBe('main');
+  expect(collector.events.map((e) => e.name)).toEqual(['e0', 'e1', 'e2']);
+  // Restarted MAX_CRASHES times (logged once a minute), then moved to the main thread.
+  expect(lines.filter((l) => l.includes('ZENOVAY_WORKER_RESTARTED'))).toHaveLength(1);
+  expect(lines.find((l) => l.includes('ZENOVAY_WORKER_FAILED'))).toMatch(
+    /stopped answering for 200 ms and was terminated, 4 times within a minute/,
+  );
+  await d.close(500);
+  expect(d.stats()).toMatchObject({ enqueued: 3, delivered: 3, queued: 0, inFlight: 0 });
+});
+
+test('a worker waiting on a slow endpoint says it is alive, and is left alone', async () => {
+  const collector = await startCollector({ respond: () => ({ status: 202, delayMs: 3500 }) });
+  const lines: string[] = [];
+  // Silence longer than 2.5 s would be a stall; the answer takes 3.5 s; heartbeats come every 1 s.
+  const d = bareDelivery(collector.url, lines, { stallMs: 2500 });
+  const outcome = new Promise<string>((resolve) =>
+    d.submit('{"type":"event","name":"slow"}', forwardedHeaders('ua', undefined, undefined), (o) =>
+      resolve(o.kind),
+    ),
+  );
+  expect(await outcome).toBe('delivered');
+  expect(d.thread).toBe('worker');
+  expect(lines).toEqual([]);
+  await d.close(500);
 });
 
 test('the worker never keeps the process alive: idle without close(), and after close()', async () => {
