@@ -4,6 +4,8 @@
  *   fetch    the endpoint documentation's approach: one global fetch per pageview (our code)
  *   package  app.use(analytics()) from this package's build (delivery on its worker thread)
  *   inline   the same with `worker: false` (delivery on the main thread)
+ *   toggle   the package, switched on and off by GET /__tracking/on|off (one process, so that
+ *            tracked and untracked windows share the machine's state; see costCase in run.mjs)
  * GET /__stats reports memory, the main thread's CPU time and event-loop utilisation since the
  * last call, and the tracker's stats.
  * Prints {"port":N} when ready.
@@ -18,9 +20,9 @@ const [variant = 'none', sinkUrl = 'http://127.0.0.1:9'] = process.argv.slice(2)
 const app = express();
 let tracker;
 
-if (variant === 'package' || variant === 'inline') {
+if (variant === 'package' || variant === 'inline' || variant === 'toggle') {
   const middleware = analytics({
-    worker: variant === 'package',
+    worker: variant !== 'inline',
     trackingCode: 'bench',
     host: sinkUrl,
     logger: false,
@@ -28,7 +30,16 @@ if (variant === 'package' || variant === 'inline') {
     visitorRateLimit: false,
   });
   tracker = middleware.tracker;
-  app.use(middleware);
+  if (variant === 'toggle') {
+    let on = true;
+    app.get('/__tracking/:state', (req, res) => {
+      on = req.params.state === 'on';
+      res.end();
+    });
+    app.use((req, res, next) => (on ? middleware(req, res, next) : next()));
+  } else {
+    app.use(middleware);
+  }
 } else if (variant === 'fetch') {
   // What the endpoint's documentation shows: skip assets and /api/, then fetch per pageview.
   app.use((req, res, next) => {

@@ -6,7 +6,8 @@
  *   none      the same requests through a middleware that does nothing
  *   package   app.use(analytics()): delivery on its worker thread (the default)
  *   inline    analytics({ worker: false }): delivery on the main thread
- * Each request is a real http.IncomingMessage/ServerResponse pair: the middleware runs, the
+ * Each request is a real http.IncomingMessage/ServerResponse pair handled by an Express 5 app
+ * (so the request gets Express's prototype, as in production): the middleware runs, the
  * response "finishes" as a 200 HTML page, and the pageview goes to the sink. Requests come in
  * bursts every 10 ms at `perSecond`, and the run ends once every event is settled.
  *
@@ -19,6 +20,7 @@
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import http from 'node:http';
+import express from 'express';
 import { analytics } from '../dist/index.js';
 import { threadCpuMs } from './thread-cpu.mjs';
 
@@ -59,6 +61,14 @@ if (variant === 'none') {
   throw new Error(`unknown variant ${variant}`);
 }
 
+const app = express();
+app.use(middleware);
+app.use((_req, res) => {
+  res.statusCode = 200;
+  res.setHeader('content-type', 'text/html; charset=utf-8');
+  res.emit('finish');
+});
+
 const socket = { remoteAddress: '203.0.113.9', remotePort: 50000, encrypted: false };
 let made = 0;
 
@@ -74,11 +84,7 @@ function request() {
     referer: 'https://shop.example/',
   };
   const res = new http.ServerResponse(req);
-  middleware(req, res, () => {
-    res.statusCode = 200;
-    res.setHeader('content-type', 'text/html; charset=utf-8');
-    res.emit('finish');
-  });
+  app(req, res);
 }
 
 // Warm up (JIT, the bot cache, the worker's start), then measure.

@@ -3,8 +3,9 @@
  *   1. an Express app without tracking, with the documented one-fetch-per-pageview approach,
  *      and with this package (delivery on its worker thread, and `worker: false`): requests/s,
  *      p50/p99 latency, events that reached the sink;
- *   2. the main thread's CPU time per tracked request: in the app at a fixed request rate, and
- *      in one process without sockets (bench/request-cost.mjs), tracked minus untracked;
+ *   2. the main thread's CPU time per tracked request, tracked minus untracked: in the app at a
+ *      fixed request rate (tracking switched on and off in one process), and in one process
+ *      without sockets (bench/request-cost.mjs);
  *   3. an outage: the endpoint black-holed under sustained load, against a healthy endpoint
  *      (p99 latency and the app's memory growth);
  *   4. the delivery throughput of one standalone tracker, with the package's HTTP client on its
@@ -64,6 +65,10 @@ function start(script, args) {
 
 const getJson = async (url) => (await fetch(url)).json();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const quantile = (xs, q) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.round(q * (s.length - 1)))];
+};
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
@@ -107,15 +112,44 @@ async function throughputCase(variant, sink) {
 
 // ---- 2. main-thread cost at a fixed rate --------------------------------------------------
 
-async function costCase(variant, sink) {
-  const app = await start('app.mjs', [variant, sink.url]);
+/**
+ * One app process under a steady RATE, with tracking switched on and off every WINDOW_MS in
+ * the order on off off on (drift cancels). Each pair of neighbouring windows gives one
+ * difference of main-thread CPU per request; the machine's noise moves both alike. Separate
+ * processes per variant were tried first: their untracked baselines alone differed by ±40 µs.
+ */
+const WINDOW_MS = 2000;
+const WINDOWS = 8;
+const COST_WARMUP_MS = 3000;
+
+async function costCase(sink) {
+  const app = await start('app.mjs', ['toggle', sink.url]);
   await load(app.url, { duration: 1 });
-  await sleep(200);
-  await getJson(`${app.url}/__stats`); // starts the measured window
-  const run = await load(app.url, { connections: 10, overallRate: RATE, duration: 2 * SECONDS });
-  const stats = await getJson(`${app.url}/__stats`);
+  const run = load(app.url, {
+    connections: 10,
+    overallRate: RATE,
+    duration: (COST_WARMUP_MS + WINDOWS * WINDOW_MS) / 1000 + 1,
+  });
+  await sleep(COST_WARMUP_MS);
+  const windows = [];
+  for (let w = 0; w < WINDOWS; w++) {
+    const on = [0, 3].includes(w % 4);
+    await fetch(`${app.url}/__tracking/${on ? 'on' : 'off'}`);
+    // The first requests after a switch are still the other kind's: skip a moment of them.
+    await sleep(100);
+    const start = await getJson(`${app.url}/__stats`); // also starts the CPU window
+    await sleep(WINDOW_MS - 100);
+    const end = await getJson(`${app.url}/__stats`);
+    windows.push({ on, usPerRequest: (end.cpuMs * 1000) / (end.served - start.served) });
+  }
+  await run;
   await app.stop();
-  return { cpuMs: stats.cpuMs, requests: run['2xx'] };
+  const diffs = [];
+  for (let w = 0; w + 1 < WINDOWS; w += 2) {
+    const [a, b] = [windows[w], windows[w + 1]];
+    diffs.push(a.on ? a.usPerRequest - b.usPerRequest : b.usPerRequest - a.usPerRequest);
+  }
+  return diffs;
 }
 
 /** The same cost without sockets, in one process: see bench/request-cost.mjs. */
@@ -182,7 +216,8 @@ async function main() {
   const blackhole = await start('sink.mjs', ['blackhole']);
   const variants = ['none', 'fetch', 'package', 'inline'];
   const results = Object.fromEntries(variants.map((v) => [v, []]));
-  const cost = { none: [], package: [] };
+  /** Tracked minus untracked main-thread CPU per request, one per pair of windows. */
+  const cost = [];
   const requestCost = { none: [], package: [], inline: [] };
   const outage = { healthy: [], outage: [] };
   const delivery = Object.fromEntries(CLIENTS.map((c) => [c, []]));
@@ -195,7 +230,7 @@ async function main() {
         `round ${round} ${v}: ${fmt(r.rps)} req/s, p99 ${r.p99} ms, events ${r.events}/${r.served}`,
       );
     }
-    for (const v of ['none', 'package']) cost[v].push(await costCase(v, sink));
+    cost.push(...(await costCase(sink)));
     for (const v of ['none', 'package', 'inline']) {
       requestCost[v].push(await requestCostCase(v, sink));
     }
@@ -240,18 +275,15 @@ async function main() {
       `| ${label[v]} | ${fmt(median(rs.map((r) => r.rps)))} | ${fmt(ratio(v, 'rps'), 2)} | ${fmt(median(rs.map((r) => r.p50)), 1)} | ${fmt(median(rs.map((r) => r.p99)), 1)} | ${fmt(ratio(v, 'p99'), 2)} | ${delivered} |`,
     );
   }
-  const perRequestUs = cost.package.map(
-    (p, i) => ((p.cpuMs - cost.none[i].cpuMs) * 1000) / p.requests,
-  );
   const inProcess = (v) =>
     requestCost[v].map((p, i) => ((p.cpuMs - requestCost.none[i].cpuMs) * 1000) / p.requests);
   lines.push('', '## Main-thread cost per tracked request', '');
   lines.push(
     'CPU time of the main thread only (/proc/thread-self/stat, 10 ms ticks), with tracking minus without, per request:',
     '',
-    `- in the Express app at a fixed ${fmt(RATE)} requests/s for ${2 * SECONDS} s: ` +
-      `**${fmt(median(perRequestUs), 1)} µs** (rounds: ${perRequestUs.map((x) => fmt(x, 1)).join(', ')});`,
-    `- in one process without sockets (bench/request-cost.mjs, 40,000 pageviews at 5,000/s, until all are delivered): ` +
+    `- in the Express app at a fixed ${fmt(RATE)} requests/s, one process with tracking switched on and off every ${WINDOW_MS / 1000} s: ` +
+      `**${fmt(median(cost), 1)} µs** (median of ${cost.length} pairs of windows; middle half ${fmt(quantile(cost, 0.25), 1)} to ${fmt(quantile(cost, 0.75), 1)} µs);`,
+    `- in one process through Express 5 without sockets (bench/request-cost.mjs, 40,000 pageviews at 5,000/s, until all are delivered): ` +
       `**${fmt(median(inProcess('package')), 1)} µs** with delivery on the worker (rounds: ${inProcess(
         'package',
       )

@@ -13,7 +13,7 @@ import {
   type WireEvent,
 } from './tracker.js';
 import { isPrivateIp } from './request/client-ip.js';
-import { RequestContext, type RequestAnalytics } from './request/context.js';
+import { isRequestContext, RequestContext, type RequestAnalytics } from './request/context.js';
 import { pathOf, requestOrigin, requestTarget, withQueryPolicy } from './request/page-url.js';
 import {
   isApiPath,
@@ -62,11 +62,6 @@ declare module 'http' {
     analytics: RequestAnalytics;
   }
 }
-
-/** Marks a request the middleware has seen, shared across instances and copies of the package. */
-const SEEN = Symbol.for('zenovay-express.seen');
-
-type SeenRequest = IncomingMessage & { [SEEN]?: true };
 
 /** Creates the analytics middleware. Throws on bad options. */
 export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
@@ -225,9 +220,10 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
     res: ServerResponse,
     next: (error?: unknown) => void,
   ): void {
-    const seen = req as SeenRequest;
-    if (seen[SEEN] !== true) {
-      seen[SEEN] = true;
+    // Seen already (mounted twice, or another copy of the package): its context is there. No
+    // mark of our own: each property added to an Express request costs about 3 µs, because
+    // Express gives every request its own hidden class (it swaps the request's prototype).
+    if (!isRequestContext((req as { analytics?: unknown }).analytics)) {
       try {
         const context = new RequestContext(req, requestTarget(req), config);
         req.analytics = context;

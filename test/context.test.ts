@@ -185,6 +185,45 @@ describe('req.analytics', () => {
     });
   });
 
+  test('a second instance, or another copy of the package, leaves a request it has seen alone', async () => {
+    const first = mw({ siteUrl: 'https://first.example' });
+    const second = mw({ siteUrl: 'https://second.example' });
+    const app = express();
+    // An app's own req.analytics (not ours) does not count as seen: it is replaced.
+    app.use((req, _res, next) => {
+      (req as { analytics?: unknown }).analytics = { mine: true };
+      next();
+    });
+    app.use(first);
+    app.use(second);
+    app.get('/', (req, res) => {
+      res.type('html').send(`<p>${req.analytics.url}</p>`);
+    });
+    await request(app)
+      .get('/')
+      .set('User-Agent', BROWSER_UA)
+      .expect(200, '<p>https://first.example/</p>');
+    await first.tracker.flush();
+    await second.tracker.flush();
+    expect(collector.events.map((e) => e.url)).toEqual(['https://first.example/']);
+    expect(second.tracker.stats().enqueued).toBe(0);
+
+    // A context from another copy carries the same mark, so this copy leaves it too.
+    const other = { [Symbol.for('zenovay-express.context')]: true, url: 'https://other.example/' };
+    const app2 = express();
+    app2.use((req, _res, next) => {
+      (req as { analytics?: unknown }).analytics = other;
+      next();
+    });
+    app2.use(second);
+    app2.get('/', (req, res) => {
+      res.type('html').send(`<p>${req.analytics === (other as unknown) ? 'other' : 'ours'}</p>`);
+    });
+    await request(app2).get('/').set('User-Agent', BROWSER_UA).expect(200, '<p>other</p>');
+    await second.tracker.flush();
+    expect(second.tracker.stats().enqueued).toBe(0);
+  });
+
   test('isBot reflects the verdict even when bots are not skipped', async () => {
     const app = express();
     app.use(mw({ skipBots: false }));

@@ -34,6 +34,17 @@ type ContextConfig = Pick<
 >;
 
 const UNSET = Symbol('unset');
+/** Marks a RequestContext, whichever copy of the package made it. */
+const CONTEXT_BRAND = Symbol.for('zenovay-express.context');
+
+/** Whether `value` is a request context made by this package (any copy of it). */
+export function isRequestContext(value: unknown): value is RequestContext {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    (value as { [CONTEXT_BRAND]?: unknown })[CONTEXT_BRAND] === true
+  );
+}
 type Lazy<T> = T | typeof UNSET;
 
 /**
@@ -120,6 +131,11 @@ export class RequestContext implements RequestAnalytics {
 
   get clientHints(): ClientHints | undefined {
     return clientHintsOf(this.#req.headers);
+  }
+
+  /** See {@link isRequestContext}. */
+  get [CONTEXT_BRAND](): true {
+    return true;
   }
 
   /** Plain data for `JSON.stringify`: the lazy fields, resolved. */
