@@ -105,7 +105,12 @@ export class WorkerDelivery implements Delivery {
   private readonly flushes = new ArrivalFlushes();
   /** When the worker last said something, or was last given events while it had none. */
   private heardAt = 0;
+  /** Checks, while the worker holds events, that it still speaks (see {@link STALL_MS}). */
   private watchdog: NodeJS.Timeout | undefined;
+  /** Whether the live worker has set itself up. */
+  private workerReady = false;
+  /** Whether the live worker was terminated for its silence. */
+  private stalled = false;
 
   private enqueued = 0;
   private delivered = 0;
@@ -223,11 +228,11 @@ export class WorkerDelivery implements Delivery {
     this.worker = worker;
     let failure: unknown;
     let ready = false;
-    let stalled = false;
+    this.workerReady = this.stalled = false;
     worker.on('message', (message: FromWorker) => {
       this.heardAt = Date.now();
       if (message.t === 'ready') {
-        ready = this.everReady = true;
+        ready = this.workerReady = this.everReady = true;
         clearTimeout(readyTimer);
       } else if (message.t !== 'alive') this.onMessage(message);
     });
@@ -238,7 +243,7 @@ export class WorkerDelivery implements Delivery {
       this.workerClosed?.();
       clearTimeout(readyTimer);
       const stallMs = this.options.stallMs ?? STALL_MS;
-      const why = stalled
+      const why = this.stalled
         ? `stopped answering for ${stallMs} ms and was terminated`
         : `exited with code ${code}${failure ? `: ${describeError(failure)}` : ''}`;
       try {
@@ -265,23 +270,7 @@ export class WorkerDelivery implements Delivery {
       this.useMainThread(`the delivery worker did not start within ${READY_TIMEOUT_MS} ms`);
     }, READY_TIMEOUT_MS);
     readyTimer.unref();
-    // A worker stuck with events (alive, but its event loop never comes back) holds them forever.
-    const stallMs = this.options.stallMs ?? STALL_MS;
-    const period = Math.max(10, stallMs / 4);
-    let tickedAt = Date.now();
-    clearInterval(this.watchdog);
-    this.heardAt = tickedAt;
-    this.watchdog = setInterval(() => {
-      if (this.worker !== worker) return clearInterval(this.watchdog);
-      const now = Date.now();
-      // A late tick means this thread was busy: the worker's messages may be waiting unread.
-      const late = now - tickedAt > 2 * period;
-      tickedAt = now;
-      if (late || !ready || this.open.size === 0 || now - this.heardAt <= stallMs) return;
-      stalled = true;
-      void worker.terminate(); // 'exit' follows: restarted, or moved to the main thread
-    }, period);
-    this.watchdog.unref();
+    this.heardAt = Date.now();
     for (const name of EVENT_NAMES) {
       if (this.events.listened(name)) this.post({ t: 'listen', name, listened: true });
     }
@@ -331,7 +320,7 @@ export class WorkerDelivery implements Delivery {
     );
     this.batch = '';
     this.batchCount = 0;
-    clearInterval(this.watchdog);
+    this.watch(false);
     const inline = new DeliveryEngine({
       ...this.options.config,
       transport: createLeanTransport({ maxSockets: this.options.config.concurrency }),
@@ -437,14 +426,44 @@ export class WorkerDelivery implements Delivery {
     settled?.(outcome);
   }
 
+  /** The worker, and its watchdog, keep the process alive only while it holds events. */
   private updateRef(): void {
     const worker = this.worker;
     if (!worker) return;
     const wanted = this.open.size > 0 || this.closingNow;
+    this.watch(wanted);
     if (wanted === this.referenced) return;
     this.referenced = wanted;
     if (wanted) worker.ref();
     else worker.unref();
+  }
+
+  /**
+   * Starts or stops the watchdog. A worker stuck with events (alive, but its event loop never
+   * comes back) would hold them forever: one silent for {@link STALL_MS} is terminated, and its
+   * 'exit' restarts it or moves delivery to the main thread.
+   */
+  private watch(on: boolean): void {
+    if (!on) {
+      clearInterval(this.watchdog);
+      this.watchdog = undefined;
+      return;
+    }
+    if (this.watchdog !== undefined) return;
+    const stallMs = this.options.stallMs ?? STALL_MS;
+    const period = Math.max(10, stallMs / 4);
+    let tickedAt = Date.now();
+    this.watchdog = setInterval(() => {
+      const now = Date.now();
+      // A late tick means this thread was busy: the worker's messages may be waiting unread.
+      const late = now - tickedAt > 2 * period;
+      tickedAt = now;
+      const worker = this.worker;
+      if (late || !worker || !this.workerReady || now - this.heardAt <= stallMs) return;
+      this.stalled = true;
+      void worker.terminate();
+    }, period);
+    this.watchdog.unref();
   }
 
   // ---- shutdown -------------------------------------------------------------------------
@@ -463,7 +482,7 @@ export class WorkerDelivery implements Delivery {
       });
       clearTimeout(timer);
       this.worker = undefined;
-      clearInterval(this.watchdog);
+      this.watch(false);
       await worker.terminate();
     }
     // In-thread delivery, from the start or since a worker that could not start gave it its events.

@@ -302,9 +302,13 @@ test('a worker waiting on a slow endpoint says it is alive, and is left alone', 
       resolve(o.kind),
     ),
   );
+  const watchdog = () => (d as unknown as { watchdog?: unknown }).watchdog;
+  expect(watchdog()).toBeDefined();
   expect(await outcome).toBe('delivered');
   expect(d.thread).toBe('worker');
   expect(lines).toEqual([]);
+  // Nothing held, nothing watched: an idle tracker wakes no one.
+  expect(watchdog()).toBeUndefined();
   await d.close(500);
 });
 
