@@ -9,7 +9,9 @@
  *   3. an outage: the endpoint black-holed under sustained load, against a healthy endpoint
  *      (p99 latency and the app's memory growth);
  *   4. the delivery throughput of one standalone tracker, with the package's HTTP client on its
- *      worker and on the main thread, and with Node's http agent, undici 7 and fetch.
+ *      worker and on the main thread, and with Node's http agent, undici 7 and fetch;
+ *   5. once, what adding a property to a request costs in Express and on plain http
+ *      (bench/request-properties.mjs).
  * Prints medians and ratios and writes them to bench/results/latest.md.
  *
  * Thread CPU times come from /proc/thread-self/stat (Linux).
@@ -245,6 +247,7 @@ async function main() {
   }
   await sink.stop();
   await blackhole.stop();
+  const properties = await runScript('request-properties.mjs', []);
 
   const none = results.none;
   const ratio = (v, key) => median(results[v].map((r, i) => r[key] / none[i][key]));
@@ -328,7 +331,20 @@ async function main() {
       `| ${clientLabel[c]} | ${fmt(median(ds.map((d) => d.eventsPerSecond)))} | ${fmt(median(ds.map((d) => d.cpuUsPerEvent)), 1)} | ${ds.every((d) => d.delivered === d.events) ? 'yes' : 'no'} |`,
     );
   }
-  lines.push('');
+  lines.push('', '## Adding a property to a request', '');
+  const perProperty = (kind, key) =>
+    properties[kind][key].map((ns) => fmt(ns / 1000, 2)).join(' / ');
+  lines.push(
+    'What a middleware pays to add 0 / 1 / 2 properties to `req`, in µs per request (bench/request-properties.mjs; ' +
+      'the median is the stores alone, the mean adds the GC pauses that land in them). Express gives every request ' +
+      'a hidden class of its own, so each added property builds a new one; the middleware adds two (`track`, `analytics`).',
+    '',
+    '| server | median | mean |',
+    '| --- | --- | --- |',
+    `| Express 5 | ${perProperty('express', 'median')} | ${perProperty('express', 'mean')} |`,
+    `| plain \`http\` | ${perProperty('http', 'median')} | ${perProperty('http', 'mean')} |`,
+    '',
+  );
 
   const text = lines.join('\n');
   console.log(text);
