@@ -74,8 +74,7 @@ export class Ledger<T> {
     if (this.count === 0) return undefined;
     // Everything in the overflow is older than everything in the ring.
     if (this.overflow.size > 0) return this.overflow.keys().next().value;
-    // Everything in the ring is younger than a turn before the last.
-    const oldest = this.last - this.mask;
+    const oldest = this.oldestInRing();
     if (this.low < oldest) this.low = oldest;
     while (this.numbers[this.low & this.mask] !== this.low) this.low++;
     return this.low;
@@ -84,11 +83,16 @@ export class Ledger<T> {
   /** The open numbers and events in order of number (a copy). */
   entries(): [number, T][] {
     const out: [number, T][] = [...this.overflow];
-    for (let number = Math.max(1, this.last - this.mask); number <= this.last; number++) {
+    for (let number = this.oldestInRing(); number <= this.last; number++) {
       const slot = number & this.mask;
       if (this.numbers[slot] === number) out.push([number, this.values[slot]!]);
     }
     return out;
+  }
+
+  /** The smallest number the ring can hold: everything in it is younger than a turn before the last. */
+  private oldestInRing(): number {
+    return Math.max(1, this.last - this.mask);
   }
 
   /** Twice the slots, every open event moved to its new place. */

@@ -111,6 +111,7 @@ export class WorkerDelivery implements Delivery {
   private workerReady = false;
   /** Whether the live worker was terminated for its silence. */
   private stalled = false;
+  private readonly stallMs: number;
 
   private enqueued = 0;
   private delivered = 0;
@@ -124,6 +125,7 @@ export class WorkerDelivery implements Delivery {
   constructor(private readonly options: WorkerDeliveryOptions) {
     this.bound = options.config.maxQueueSize + options.config.concurrency;
     this.open = new Ledger();
+    this.stallMs = options.stallMs ?? STALL_MS;
     this.events = new Emitter((name, listened) => this.post({ t: 'listen', name, listened }));
     // The worker starts with the first event: a tracker that never sends costs no thread.
   }
@@ -227,12 +229,11 @@ export class WorkerDelivery implements Delivery {
     }
     this.worker = worker;
     let failure: unknown;
-    let ready = false;
     this.workerReady = this.stalled = false;
     worker.on('message', (message: FromWorker) => {
       this.heardAt = Date.now();
       if (message.t === 'ready') {
-        ready = this.workerReady = this.everReady = true;
+        this.workerReady = this.everReady = true;
         clearTimeout(readyTimer);
       } else if (message.t !== 'alive') this.onMessage(message);
     });
@@ -242,14 +243,13 @@ export class WorkerDelivery implements Delivery {
       this.worker = undefined;
       this.workerClosed?.();
       clearTimeout(readyTimer);
-      const stallMs = this.options.stallMs ?? STALL_MS;
       const why = this.stalled
-        ? `stopped answering for ${stallMs} ms and was terminated`
+        ? `stopped answering for ${this.stallMs} ms and was terminated`
         : `exited with code ${code}${failure ? `: ${describeError(failure)}` : ''}`;
       try {
         // If no worker ever got going, none will (a bundler left its script out, say); and a
         // worker lost while closing leaves its events to the main thread for the time left.
-        if (!ready && !this.everReady) {
+        if (!this.everReady) {
           this.useMainThread(`the delivery worker could not start (it ${why})`);
         } else if (this.closingNow) {
           this.useMainThread(`the delivery worker ${why} while closing`);
@@ -263,7 +263,7 @@ export class WorkerDelivery implements Delivery {
     });
     // A worker that loads but never sets itself up would hold its events forever.
     const readyTimer = setTimeout(() => {
-      if (ready || this.worker !== worker) return;
+      if (this.worker !== worker || this.workerReady) return;
       this.worker = undefined;
       this.workerClosed?.();
       void worker.terminate();
@@ -450,8 +450,7 @@ export class WorkerDelivery implements Delivery {
       return;
     }
     if (this.watchdog !== undefined) return;
-    const stallMs = this.options.stallMs ?? STALL_MS;
-    const period = Math.max(10, stallMs / 4);
+    const period = Math.max(10, this.stallMs / 4);
     let tickedAt = Date.now();
     this.watchdog = setInterval(() => {
       const now = Date.now();
@@ -459,7 +458,7 @@ export class WorkerDelivery implements Delivery {
       const late = now - tickedAt > 2 * period;
       tickedAt = now;
       const worker = this.worker;
-      if (late || !worker || !this.workerReady || now - this.heardAt <= stallMs) return;
+      if (late || !worker || !this.workerReady || now - this.heardAt <= this.stallMs) return;
       this.stalled = true;
       void worker.terminate();
     }, period);

@@ -29,8 +29,6 @@ let emitted: [TrackerEventName, TrackerEvents[TrackerEventName]][] = [];
 let logs: [ReportLevel, string, string][] = [];
 let scheduled = false;
 let timer: NodeJS.Timeout | undefined;
-/** Events taken and not yet settled. */
-let holding = 0;
 /** Whether a message went out since the last heartbeat tick. */
 let spoke = false;
 const listened = new Set<TrackerEventName>();
@@ -95,7 +93,10 @@ function report(): void {
 
 // The main thread takes a worker that holds events and says nothing for long to be stuck.
 setInterval(() => {
-  if (holding > 0 && !spoke) port.postMessage({ t: 'alive' } satisfies FromWorker);
+  if (!spoke) {
+    const { queued, inFlight } = engine.stats();
+    if (queued + inFlight > 0) port.postMessage({ t: 'alive' } satisfies FromWorker);
+  }
   spoke = false;
 }, HEARTBEAT_MS).unref();
 
@@ -105,12 +106,10 @@ port.on('message', (message: ToWorker) => {
   switch (message.t) {
     case 'events':
       decodeEvents(message.data, (seq, body, headers) => {
-        holding++;
         engine.submit(
           body,
           headers,
           (outcome) => {
-            holding--;
             settled.push(seq, outcomeCode(outcome));
             schedule();
           },
