@@ -2,8 +2,8 @@
  * What adding a property to a request costs, in an Express 5 app and on a plain `http` server:
  *   node bench/request-properties.mjs
  * Express swaps each request's prototype, which leaves every request with a hidden class of its
- * own, so each property a middleware adds builds a new one. This is why the middleware adds only
- * `req.track` and `req.analytics`. A middleware times the adding of 0, 1 and 2 properties to
+ * own, so each property a middleware adds builds a new one. This is why the middleware adds none
+ * to an Express request (src/request/attach.ts). A middleware times the adding of 0, 1 and 2 properties to
  * real requests (keep-alive, 10 at a time); the cost of one property is the difference.
  * Prints {"express":{"median":[ns0,ns1,ns2],"mean":[...]},"http":{...}}: per request, the median
  * (the stores alone) and the mean (with the GC pauses that land in them), each the median of 5

@@ -10,8 +10,9 @@
  *      (p99 latency and the app's memory growth);
  *   4. the delivery throughput of one standalone tracker, with the package's HTTP client on its
  *      worker and on the main thread, and with Node's http agent, undici 7 and fetch;
- *   5. once, what adding a property to a request costs in Express and on plain http
- *      (bench/request-properties.mjs).
+ *   5. once, the middleware's own time on real requests through Express, and what adding a
+ *      property to a request costs in Express and on plain http (bench/middleware-time.mjs,
+ *      bench/request-properties.mjs).
  * Prints medians and ratios and writes them to bench/results/latest.md.
  *
  * Thread CPU times come from /proc/thread-self/stat (Linux).
@@ -245,6 +246,7 @@ async function main() {
       `round ${round} delivery: ${CLIENTS.map((c) => `${c} ${fmt(delivery[c].at(-1).eventsPerSecond)}/s`).join(', ')}`,
     );
   }
+  const own = await runScript('middleware-time.mjs', [sink.url]);
   await sink.stop();
   await blackhole.stop();
   const properties = await runScript('request-properties.mjs', []);
@@ -331,13 +333,25 @@ async function main() {
       `| ${clientLabel[c]} | ${fmt(median(ds.map((d) => d.eventsPerSecond)))} | ${fmt(median(ds.map((d) => d.cpuUsPerEvent)), 1)} | ${ds.every((d) => d.delivered === d.events) ? 'yes' : 'no'} |`,
     );
   }
+  lines.push('', "## The middleware's own time on an Express request", '');
+  const ownTime = (part, key) => fmt((own.package[part][key] - own.none[part][key]) / 1000, 2);
+  lines.push(
+    'Timed with `process.hrtime` around our code only, on real keep-alive requests through an Express 5 server ' +
+      '(bench/middleware-time.mjs; median of 3 runs, each the median or mean of 6,000 requests), less the same ' +
+      'timing around a middleware that does nothing. µs per request:',
+    '',
+    '| part | median | mean |',
+    '| --- | --- | --- |',
+    `| the middleware call | ${ownTime('entry', 'median')} | ${ownTime('entry', 'mean')} |`,
+    `| its work when the response finishes | ${ownTime('finish', 'median')} | ${ownTime('finish', 'mean')} |`,
+  );
   lines.push('', '## Adding a property to a request', '');
   const perProperty = (kind, key) =>
     properties[kind][key].map((ns) => fmt(ns / 1000, 2)).join(' / ');
   lines.push(
     'What a middleware pays to add 0 / 1 / 2 properties to `req`, in µs per request (bench/request-properties.mjs; ' +
       'the median is the stores alone, the mean adds the GC pauses that land in them). Express gives every request ' +
-      'a hidden class of its own, so each added property builds a new one; the middleware adds two (`track`, `analytics`).',
+      'a hidden class of its own, so each added property builds a new one. This is why the middleware adds none there.',
     '',
     '| server | median | mean |',
     '| --- | --- | --- |',

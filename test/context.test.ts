@@ -208,20 +208,34 @@ describe('req.analytics', () => {
     expect(collector.events.map((e) => e.url)).toEqual(['https://first.example/']);
     expect(second.tracker.stats().enqueued).toBe(0);
 
-    // A context from another copy carries the same mark, so this copy leaves it too.
-    const other = { [Symbol.for('zenovay-express.context')]: true, url: 'https://other.example/' };
-    const app2 = express();
-    app2.use((req, _res, next) => {
-      (req as { analytics?: unknown }).analytics = other;
-      next();
+    // Another copy of the package (its own modules, as a second install or the CJS build beside
+    // the ESM one would be) sees what this copy saw, and the other way round.
+    let copy: typeof analytics | undefined;
+    jest.isolateModules(() => {
+      copy = (jest.requireActual('../src/index') as { analytics: typeof analytics }).analytics;
     });
-    app2.use(second);
-    app2.get('/', (req, res) => {
-      res.type('html').send(`<p>${req.analytics === (other as unknown) ? 'other' : 'ours'}</p>`);
-    });
-    await request(app2).get('/').set('User-Agent', BROWSER_UA).expect(200, '<p>other</p>');
-    await second.tracker.flush();
-    expect(second.tracker.stats().enqueued).toBe(0);
+    expect(copy).not.toBe(analytics);
+    const other = copy!({ trackingCode: 'ctx', host: collector.url, logger: false });
+    made.push(other);
+    for (const [outer, inner] of [
+      [other, second],
+      [second, other],
+    ] as const) {
+      collector.reset();
+      const app2 = express();
+      app2.use(outer);
+      app2.use(inner);
+      app2.get('/', (req, res) => {
+        res.type('html').send(`<p>${req.analytics.url === undefined ? '?' : 'ok'}</p>`);
+      });
+      const before = inner.tracker.stats().enqueued;
+      await request(app2).get('/').set('User-Agent', BROWSER_UA).expect(200, '<p>ok</p>');
+      await collector.waitFor(1);
+      await other.tracker.flush();
+      await second.tracker.flush();
+      expect(collector.events).toHaveLength(1);
+      expect(inner.tracker.stats().enqueued).toBe(before);
+    }
   });
 
   test('isBot reflects the verdict even when bots are not skipped', async () => {

@@ -4,13 +4,16 @@
  * kept, so a request that is never tracked pays for none of it.
  */
 import type { IncomingMessage } from 'node:http';
+import type { TLSSocket } from 'node:tls';
 import type { AnalyticsConfig } from '../options.js';
 import { isBotRequest } from './bots.js';
 import { ipFromHeader, resolveClientIp } from './client-ip.js';
 import { parseDevice, type DeviceInfo } from './device.js';
 import { clientHintsOf, type ClientHints } from './forwarded-headers.js';
-import { pageUrl, referrerUrl, requestOrigin } from './page-url.js';
+import { originOf, pageUrl, referrerUrl } from './page-url.js';
 import { trustFor, type TrustFunction } from './trust.js';
+import type { TrackFunction, TrackOptions } from '../middleware.js';
+import type { EventData } from '../tracker.js';
 
 /** The resolved context of a request, as `req.analytics`. */
 export interface RequestAnalytics {
@@ -34,18 +37,16 @@ type ContextConfig = Pick<
 >;
 
 const UNSET = Symbol('unset');
-/** Marks a RequestContext, whichever copy of the package made it. */
-const CONTEXT_BRAND = Symbol.for('zenovay-express.context');
-
-/** Whether `value` is a request context made by this package (any copy of it). */
-export function isRequestContext(value: unknown): value is RequestContext {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    (value as { [CONTEXT_BRAND]?: unknown })[CONTEXT_BRAND] === true
-  );
-}
 type Lazy<T> = T | typeof UNSET;
+
+/** What `req.track` calls: the middleware's handler, given the request and its context. */
+export type TrackHandler = (
+  req: IncomingMessage,
+  context: RequestContext,
+  name: string,
+  data: EventData | undefined,
+  options: TrackOptions | undefined,
+) => Promise<boolean>;
 
 /**
  * One request's context. The request and the configuration are private fields, so that logging
@@ -53,9 +54,15 @@ type Lazy<T> = T | typeof UNSET;
  */
 export class RequestContext implements RequestAnalytics {
   readonly #req: IncomingMessage;
+  /** The request's headers, read once: every read of an Express request's own fields is slow. */
+  readonly #headers: IncomingMessage['headers'];
   readonly #config: ContextConfig;
+  readonly #onTrack: TrackHandler;
+  #track: TrackFunction | undefined;
   /** The socket's peer, read at once: it is gone when the connection closes before req.track. */
   readonly #peer: string | undefined;
+  readonly #encrypted: boolean;
+  #origin: Lazy<string | undefined> = UNSET;
   #trust: TrustFunction | undefined;
   #ip: Lazy<string | undefined> = UNSET;
   #url: Lazy<string | undefined> = UNSET;
@@ -64,13 +71,26 @@ export class RequestContext implements RequestAnalytics {
 
   constructor(
     req: IncomingMessage,
+    /** `req.headers`, read by the caller. */
+    headers: IncomingMessage['headers'],
     /** The request target (path and query) as the visitor sent it. */
     readonly target: string,
     config: ContextConfig,
+    onTrack: TrackHandler,
   ) {
     this.#req = req;
+    this.#headers = headers;
     this.#config = config;
-    this.#peer = req.socket?.remoteAddress;
+    this.#onTrack = onTrack;
+    const socket = req.socket as TLSSocket | undefined;
+    this.#peer = socket?.remoteAddress;
+    this.#encrypted = socket?.encrypted === true;
+  }
+
+  /** `req.track` for this request: made when first read, the same function after that. */
+  get trackFunction(): TrackFunction {
+    return (this.#track ??= (name, data, options) =>
+      this.#onTrack(this.#req, this, name, data, options));
   }
 
   get trust(): TrustFunction {
@@ -80,28 +100,36 @@ export class RequestContext implements RequestAnalytics {
   get ip(): string | undefined {
     if (this.#ip === UNSET) {
       const { ipHeader } = this.#config;
-      const headers = this.#req.headers;
+      const headers = this.#headers;
       const fromHeader = ipHeader ? ipFromHeader(headers[ipHeader]) : undefined;
       this.#ip = fromHeader ?? resolveClientIp(this.#peer, headers['x-forwarded-for'], this.trust);
     }
     return this.#ip;
   }
 
+  /** `proto://host` of the request under the trust setting; undefined when the host is invalid. */
+  get origin(): string | undefined {
+    if (this.#origin === UNSET) {
+      this.#origin = originOf(this.#headers, this.#peer, this.#encrypted, this.trust);
+    }
+    return this.#origin;
+  }
+
   get userAgent(): string | undefined {
-    return this.#req.headers['user-agent'];
+    return this.#headers['user-agent'];
   }
 
   get url(): string | undefined {
     if (this.#url === UNSET) {
       const { siteUrl, queryPolicy } = this.#config;
-      this.#url = pageUrl(this.#req, this.target, this.trust, siteUrl, queryPolicy);
+      this.#url = pageUrl(siteUrl ?? this.origin, this.target, queryPolicy);
     }
     return this.#url;
   }
 
   get referrer(): string | undefined {
     if (this.#referrer === UNSET) {
-      this.#referrer = referrerUrl(this.#req.headers.referer, this.#config.queryPolicy);
+      this.#referrer = referrerUrl(this.#headers.referer, this.#config.queryPolicy);
     }
     return this.#referrer;
   }
@@ -113,7 +141,7 @@ export class RequestContext implements RequestAnalytics {
   get sitePageReferrer(): string | undefined {
     const referrer = this.referrer;
     if (referrer === undefined) return undefined;
-    const site = this.#config.siteUrl ?? requestOrigin(this.#req, this.trust);
+    const site = this.#config.siteUrl ?? this.origin;
     if (site === undefined) return undefined;
     return referrer === site || referrer.startsWith(`${site}/`) || referrer.startsWith(`${site}?`)
       ? referrer
@@ -130,12 +158,7 @@ export class RequestContext implements RequestAnalytics {
   }
 
   get clientHints(): ClientHints | undefined {
-    return clientHintsOf(this.#req.headers);
-  }
-
-  /** See {@link isRequestContext}. */
-  get [CONTEXT_BRAND](): true {
-    return true;
+    return clientHintsOf(this.#headers);
   }
 
   /** Plain data for `JSON.stringify`: the lazy fields, resolved. */

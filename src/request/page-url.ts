@@ -2,7 +2,7 @@
  * The absolute URL of the page a request asked for, and the referrer, both with the query policy
  * applied so that tokens and e-mail addresses in query strings stay on the server.
  */
-import type { IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { QueryPolicy } from '../options.js';
 import type { TrustFunction } from './trust.js';
@@ -32,33 +32,38 @@ export function pathOf(target: string): string {
 }
 
 /**
- * `https://shop.example/products/widget?utm_source=x`: from `siteUrl` when configured, else from
- * the protocol and host the trust setting allows. Undefined when the host is not a valid one.
+ * `https://shop.example/products/widget?utm_source=x`: the site's origin (`siteUrl`, or the
+ * request's origin) and the request target with the query policy applied. Undefined when there
+ * is no origin (the request's host was not a valid one).
  */
 export function pageUrl(
-  req: IncomingMessage,
+  origin: string | undefined,
   target: string,
-  trust: TrustFunction,
-  siteUrl: string | undefined,
   policy: QueryPolicy,
 ): string | undefined {
-  const base = siteUrl ?? requestOrigin(req, trust);
-  if (base === undefined) return undefined;
-  return base + applyQueryPolicy(target, policy);
+  return origin === undefined ? undefined : origin + applyQueryPolicy(target, policy);
 }
 
 /** `proto://host` as Express computes `req.protocol` and `req.host` under `trust proxy`. */
 export function requestOrigin(req: IncomingMessage, trust: TrustFunction): string | undefined {
   const socket = req.socket as TLSSocket | undefined;
-  const peer = socket?.remoteAddress;
-  const trusted = peer !== undefined && trust(peer, 0);
+  return originOf(req.headers, socket?.remoteAddress, socket?.encrypted === true, trust);
+}
 
-  let proto = socket?.encrypted ? 'https' : 'http';
-  let host = req.headers.host;
+/** {@link requestOrigin} from the parts of the request it needs. */
+export function originOf(
+  headers: IncomingHttpHeaders,
+  peer: string | undefined,
+  encrypted: boolean,
+  trust: TrustFunction,
+): string | undefined {
+  const trusted = peer !== undefined && trust(peer, 0);
+  let proto = encrypted ? 'https' : 'http';
+  let host = headers.host;
   if (trusted) {
-    const fwdProto = firstValue(req.headers['x-forwarded-proto'])?.toLowerCase();
+    const fwdProto = firstValue(headers['x-forwarded-proto'])?.toLowerCase();
     if (fwdProto === 'https' || fwdProto === 'http') proto = fwdProto;
-    const fwdHost = firstValue(req.headers['x-forwarded-host']);
+    const fwdHost = firstValue(headers['x-forwarded-host']);
     if (fwdHost) host = fwdHost;
   }
   if (!host || !HOST_PATTERN.test(host)) return undefined;

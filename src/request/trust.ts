@@ -39,7 +39,10 @@ export function trustFor(
   configured: TrustFunction | undefined,
 ): TrustFunction {
   if (configured) return configured;
-  const app = (req as { app?: { get?: (name: string) => unknown } }).app;
+  // `req.app` is Express's, on the prototype it gives the request (`app.request`): read there,
+  // which is faster than through a request of a hidden class of its own, and the same value.
+  const prototype = Object.getPrototypeOf(req) as { app?: { get?: (name: string) => unknown } };
+  const app = prototype?.app;
   const fromExpress = typeof app?.get === 'function' ? app.get('trust proxy fn') : undefined;
   return typeof fromExpress === 'function' ? (fromExpress as TrustFunction) : trustNothing;
 }

@@ -140,7 +140,9 @@ test('URLs, referrers and rules never throw on any request', () => {
           'x-forwarded-proto': ua,
         };
         const req = fakeReq(headers, addr, url);
-        const context = new RequestContext(req, requestTarget(req), config);
+        const context = new RequestContext(req, req.headers, requestTarget(req), config, () =>
+          Promise.resolve(false),
+        );
         const target = context.target;
         expect(target.startsWith('/')).toBe(true);
         const page = context.url;

@@ -1,0 +1,108 @@
+/**
+ * The middleware's own time on real requests through an Express 5 server:
+ *   node bench/middleware-time.mjs <sinkUrl>
+ * Two numbers per request, each taken with process.hrtime around our code only:
+ *   entry   the middleware call itself (what runs before the app's next handler);
+ *   finish  its work when the response finishes: the time between a 'finish' listener added
+ *           before the middleware and one added after it.
+ * The same is measured for a middleware that does nothing, which is the timing's own cost, so
+ * the package's time is the difference. Delivery runs on the worker as by default; its messages
+ * back to the main thread are not in these numbers (bench/request-cost.mjs has them).
+ * Keep-alive requests, 10 at a time, the first 2,000 left out (warm-up). Interleaved runs:
+ * none, package, none, package, ... Prints {"none":{...},"package":{...}} with the median of
+ * the runs' medians and means, in ns.
+ */
+import http from 'node:http';
+import express from 'express';
+import { analytics } from '../dist/index.js';
+
+const [sinkUrl] = process.argv.slice(2);
+const RUNS = 3;
+const REQUESTS = 6000;
+const WARMUP = 2000;
+const USER_AGENT =
+  'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36';
+const PATHS = [
+  '/',
+  '/products/widget',
+  '/products/gadget?utm_source=news&ref=x',
+  '/cart',
+  '/about',
+];
+
+async function measure(variant) {
+  const middleware =
+    variant === 'package'
+      ? analytics({ trackingCode: 'bench', host: sinkUrl, logger: false, visitorRateLimit: false })
+      : (_req, _res, next) => next();
+  const entry = [];
+  const finish = [];
+  const app = express();
+  app.use((req, res, next) => {
+    let finishStart = 0n;
+    res.on('finish', () => {
+      finishStart = process.hrtime.bigint();
+    });
+    let passed = false;
+    const start = process.hrtime.bigint();
+    middleware(req, res, () => {
+      passed = true;
+    });
+    entry.push(Number(process.hrtime.bigint() - start));
+    res.on('finish', () => finish.push(Number(process.hrtime.bigint() - finishStart)));
+    if (passed) next();
+  });
+  app.get(/.*/, (_req, res) => res.type('html').end('<p>page</p>'));
+  const server = http.createServer(app);
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address();
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 10 });
+  let made = 0;
+  const one = () =>
+    new Promise((resolve, reject) => {
+      const headers = {
+        'user-agent': USER_AGENT,
+        referer: 'https://shop.example/',
+        accept: 'text/html',
+      };
+      http
+        .get(
+          { host: '127.0.0.1', port, agent, path: PATHS[made++ % PATHS.length], headers },
+          (res) => {
+            res.resume();
+            res.on('end', resolve);
+          },
+        )
+        .on('error', reject);
+    });
+  for (let i = 0; i < (WARMUP + REQUESTS) / 10; i++) {
+    await Promise.all(Array.from({ length: 10 }, one));
+  }
+  agent.destroy();
+  await new Promise((resolve) => server.close(resolve));
+  await middleware.tracker?.close();
+  return { entry: summary(entry.slice(WARMUP)), finish: summary(finish.slice(WARMUP)) };
+}
+
+function summary(times) {
+  const sorted = [...times].sort((a, b) => a - b);
+  const mean = sorted.reduce((a, b) => a + b, 0) / sorted.length;
+  return { median: sorted[sorted.length >> 1], mean };
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+const runs = { none: [], package: [] };
+for (let r = 0; r < RUNS; r++) {
+  for (const variant of ['none', 'package']) runs[variant].push(await measure(variant));
+}
+const result = {};
+for (const [variant, rs] of Object.entries(runs)) {
+  result[variant] = {};
+  for (const part of ['entry', 'finish']) {
+    result[variant][part] = {
+      median: Math.round(median(rs.map((x) => x[part].median))),
+      mean: Math.round(median(rs.map((x) => x[part].mean))),
+    };
+  }
+}
+process.stdout.write(`${JSON.stringify(result)}\n`);

@@ -1,0 +1,151 @@
+/**
+ * Where req.analytics and req.track live: accessors on Express's base request prototype (no
+ * property added to an Express request), own properties elsewhere; what apps can still do
+ * with them either way.
+ */
+import http, { IncomingMessage, type ServerResponse } from 'node:http';
+import connect from 'connect';
+import express5 from 'express';
+import request from 'supertest';
+import { analytics, type AnalyticsMiddleware } from '../../src/index';
+import type { TestCollector } from '../../src/testing';
+import { BROWSER_UA } from '../helpers/apps';
+import { startCollector } from '../helpers/collector';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const express4 = require('express4') as typeof express5;
+
+let collector: TestCollector;
+const made: AnalyticsMiddleware[] = [];
+beforeAll(async () => {
+  collector = await startCollector();
+});
+beforeEach(() => collector.reset());
+afterAll(async () => {
+  await Promise.all(made.map((m) => m.tracker.close()));
+});
+
+function mw(): AnalyticsMiddleware {
+  const m = analytics({ trackingCode: 'attach', host: collector.url, logger: false });
+  made.push(m);
+  return m;
+}
+
+/** What a route sees of req.track and req.analytics. */
+function describeRequest(req: IncomingMessage) {
+  return {
+    ownTrack: Object.hasOwn(req, 'track'),
+    ownAnalytics: Object.hasOwn(req, 'analytics'),
+    track: typeof req.track,
+    sameTrack: req.track === req.track,
+    url: req.analytics?.url,
+  };
+}
+
+describe.each([
+  ['Express 5', express5],
+  ['Express 4', express4],
+])('%s', (_name, express) => {
+  test('adds no property to the request; both work in the app and in a mounted app', async () => {
+    const app = express();
+    app.use(mw());
+    const shop = express();
+    shop.get('/cart', (req, res) => {
+      void req.track('cart_viewed');
+      res.json(describeRequest(req));
+    });
+    app.use('/shop', shop);
+    app.get('/', (req, res) => res.json(describeRequest(req)));
+    for (const [path, url] of [
+      ['/', '/'],
+      ['/shop/cart', '/shop/cart'],
+    ]) {
+      const res = await request(app).get(path!).set('User-Agent', BROWSER_UA).expect(200);
+      expect(res.body).toEqual({
+        ownTrack: false,
+        ownAnalytics: false,
+        track: 'function',
+        sameTrack: true,
+        url: expect.stringMatching(new RegExp(`^http://127\\.0\\.0\\.1:\\d+${url}$`)),
+      });
+    }
+    const [event] = await collector.waitFor(1, { filter: (e) => e.type === 'event' });
+    expect(event!.name).toBe('cart_viewed');
+  });
+
+  test("an app's own req.track, set before or after the middleware, is the app's to keep", async () => {
+    const app = express();
+    // Before: replaced, as the middleware always did.
+    app.use((req, _res, next) => {
+      (req as { track: unknown }).track = 'mine';
+      next();
+    });
+    app.use(mw());
+    app.get('/first', (req, res) => {
+      const ours = typeof req.track;
+      // After: the app's assignment stands (on this request only).
+      (req as { track: unknown }).track = 'mine again';
+      res.json({ ours, then: req.track });
+    });
+    const plain = express();
+    plain.use(mw());
+    plain.get('/', (req, res) => res.json({ track: typeof req.track }));
+
+    const res = await request(app).get('/first').set('User-Agent', BROWSER_UA).expect(200);
+    expect(res.body).toEqual({ ours: 'function', then: 'mine again' });
+    // The next request, in another app of the same Express, still gets ours.
+    const next = await request(plain).get('/').set('User-Agent', BROWSER_UA).expect(200);
+    expect(next.body).toEqual({ track: 'function' });
+  });
+
+  test('a request the middleware did not see has neither', async () => {
+    const app = express();
+    app.get('/early', (req, res) => res.json({ track: typeof req.track, a: typeof req.analytics }));
+    app.use(mw());
+    const res = await request(app).get('/early').set('User-Agent', BROWSER_UA).expect(200);
+    expect(res.body).toEqual({ track: 'undefined', a: 'undefined' });
+  });
+});
+
+test('Connect and plain http requests get own properties, as any middleware adds them', async () => {
+  const app = connect();
+  app.use(mw());
+  app.use((req: IncomingMessage, res: ServerResponse) => {
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify(describeRequest(req)));
+  });
+  const res = await request(http.createServer(app)).get('/').set('User-Agent', BROWSER_UA);
+  expect(res.body).toMatchObject({ ownTrack: true, ownAnalytics: true, track: 'function' });
+});
+
+describe('a framework prototype the accessors cannot go on', () => {
+  /** A server whose requests get `prototype`, as Express does with its own. */
+  function server(prototype: object, middleware: AnalyticsMiddleware) {
+    return http.createServer((req, res) => {
+      Object.setPrototypeOf(req, prototype);
+      middleware(req, res, () => {
+        void req.track('seen');
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify(describeRequest(req)));
+      });
+    });
+  }
+
+  test.each([
+    ['frozen', () => Object.freeze(Object.create(IncomingMessage.prototype) as object)],
+    [
+      'with its own `analytics`',
+      () => Object.create(IncomingMessage.prototype, { analytics: { value: 'theirs' } }) as object,
+    ],
+  ])('%s: own properties instead, and everything works', async (_what, makeBase) => {
+    const base = makeBase();
+    const res = await request(server(Object.create(base) as object, mw()))
+      .get('/')
+      .set('User-Agent', BROWSER_UA)
+      .expect(200);
+    expect(res.body).toMatchObject({ ownTrack: true, ownAnalytics: true, track: 'function' });
+    expect(res.body.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
+    const [event] = await collector.waitFor(1, { filter: (e) => e.type === 'event' });
+    expect(event!.name).toBe('seen');
+  });
+});
