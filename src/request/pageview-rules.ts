@@ -152,6 +152,8 @@ export function isHtmlResponse(status: number, contentType: unknown): boolean {
   const value = Array.isArray(contentType) ? contentType[0] : contentType;
   if (value === undefined) return status === 304;
   if (typeof value !== 'string') return false;
+  // What Express's res.type('html') and most apps set, without copying the string.
+  if (value.startsWith('text/html')) return true;
   const type = value.trimStart().slice(0, 21).toLowerCase();
   return type.startsWith('text/html') || type.startsWith('application/xhtml+xml');
 }

@@ -79,6 +79,9 @@ test('each default rule can be turned off', () => {
 test.each([
   [200, 'text/html; charset=utf-8', true],
   [200, 'TEXT/HTML', true],
+  [200, '  Text/Html;charset=utf-8', true],
+  [200, ['text/html'], true],
+  [200, 'text/plain; x=text/html', false],
   [200, 'application/xhtml+xml', true],
   [200, 'application/json', false],
   [200, undefined, false],
