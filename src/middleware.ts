@@ -13,7 +13,7 @@ import {
   type WireEvent,
 } from './tracker.js';
 import { isPrivateIp } from './request/client-ip.js';
-import { attach, isSeen } from './request/attach.js';
+import { attach, contextOf, reattach } from './request/attach.js';
 import { RequestContext, type RequestAnalytics } from './request/context.js';
 import { pathOf, requestTarget, withQueryPolicy } from './request/page-url.js';
 import {
@@ -222,7 +222,14 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
     next: (error?: unknown) => void,
   ): void {
     // Seen already (mounted twice, or another copy of the package): leave it to the first.
-    if (!isSeen(req)) {
+    const seen = contextOf(req);
+    if (seen !== undefined) {
+      try {
+        reattach(req, seen);
+      } catch (error) {
+        internalError(error);
+      }
+    } else {
       try {
         // Each read of an Express request's own fields is slow (about 0.3 µs): once each.
         const headers = req.headers;

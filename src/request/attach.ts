@@ -16,10 +16,10 @@
 import { IncomingMessage } from 'node:http';
 import type { RequestContext } from './context.js';
 
-/** The shared registry's key; a change in what it holds needs a new key. */
+/** The shared registry's key; a change in what it holds needs a new key (and a new OURS). */
 const REGISTRY = Symbol.for('zenovay-express.requests.v1');
 /** Marks the accessors as ours, whichever copy installed them. */
-const OURS = Symbol.for('zenovay-express.accessor');
+const OURS = Symbol.for('zenovay-express.accessor.v1');
 
 type Registry = WeakMap<object, RequestContext>;
 const shared = globalThis as { [REGISTRY]?: Registry };
@@ -30,13 +30,8 @@ export function contextOf(req: object): RequestContext | undefined {
   return contexts.get(req);
 }
 
-/** Whether a copy of this package has seen the request (mounted twice, or two copies). */
-export function isSeen(req: object): boolean {
-  return contexts.has(req);
-}
-
 /** Prototypes already looked at: whether requests with them get the accessors. */
-const withAccessors = new WeakMap<object, boolean>();
+const knownPrototypes = new WeakMap<object, boolean>();
 let lastPrototype: object | null = null;
 let lastWithAccessors = false;
 
@@ -44,13 +39,9 @@ let lastWithAccessors = false;
 export function attach(req: IncomingMessage, context: RequestContext): void {
   contexts.set(req, context);
   const prototype = Object.getPrototypeOf(req) as object | null;
-  if (prototype !== lastPrototype) {
-    lastPrototype = prototype;
-    lastWithAccessors = accessorsFor(prototype);
-  }
-  // An app that set its own `analytics` or `track` before the middleware shadows the accessors:
-  // replace them, as an own property would have been replaced.
-  if (lastWithAccessors) {
+  if (withAccessors(prototype)) {
+    // An app that set its own `analytics` or `track` before the middleware shadows the
+    // accessors: replace them, as an own property would have been replaced.
     if (!Object.hasOwn(req, 'analytics') && !Object.hasOwn(req, 'track')) return;
   } else if (prototype === IncomingMessage.prototype) {
     req.analytics = context;
@@ -60,6 +51,29 @@ export function attach(req: IncomingMessage, context: RequestContext): void {
   // Defined, not assigned: a read-only property of that name up the chain would refuse it.
   defineOwn(req, 'analytics', context);
   defineOwn(req, 'track', context.trackFunction);
+}
+
+/**
+ * For a request seen before, now in another app: makes sure its `req.analytics` and
+ * `req.track` still work there. Express chains a mounted app's request prototype to its
+ * parent's, but an app of another copy of Express called as a plain handler (as vhost does)
+ * has a base prototype of its own, without the accessors yet. What the app set on the request
+ * itself stays.
+ */
+export function reattach(req: IncomingMessage, context: RequestContext): void {
+  const prototype = Object.getPrototypeOf(req) as object | null;
+  if (withAccessors(prototype) || prototype === IncomingMessage.prototype) return;
+  if (!Object.hasOwn(req, 'analytics')) defineOwn(req, 'analytics', context);
+  if (!Object.hasOwn(req, 'track')) defineOwn(req, 'track', context.trackFunction);
+}
+
+/** {@link accessorsFor}, remembered for the last prototype (an app's): the usual case. */
+function withAccessors(prototype: object | null): boolean {
+  if (prototype !== lastPrototype) {
+    lastPrototype = prototype;
+    lastWithAccessors = accessorsFor(prototype);
+  }
+  return lastWithAccessors;
 }
 
 function defineOwn(target: object, name: string, value: unknown): void {
@@ -78,14 +92,14 @@ function defineOwn(target: object, name: string, value: unknown): void {
  */
 function accessorsFor(prototype: object | null): boolean {
   if (prototype === null || prototype === IncomingMessage.prototype) return false;
-  const known = withAccessors.get(prototype);
+  const known = knownPrototypes.get(prototype);
   if (known !== undefined) return known;
   let base: object | null = prototype;
   while (base !== null && Object.getPrototypeOf(base) !== IncomingMessage.prototype) {
     base = Object.getPrototypeOf(base) as object | null;
   }
   const ok = base !== null && install(base);
-  withAccessors.set(prototype, ok);
+  knownPrototypes.set(prototype, ok);
   return ok;
 }
 

@@ -107,6 +107,35 @@ describe.each([
   });
 });
 
+test('an app of another copy of Express, called as a handler, gets both from its own mount', async () => {
+  const outer = express5();
+  const middleware = mw();
+  outer.use(middleware);
+  // A copy of Express of its own (as another version installed beside ours would be). Called
+  // as a plain handler (as vhost does), not mounted with app.use: Express then does not chain
+  // its request prototype to the outer app's, so the outer accessors are not there.
+  let fresh: typeof express5 | undefined;
+  jest.isolateModules(() => {
+    fresh = jest.requireActual('express') as typeof express5;
+  });
+  expect(fresh).not.toBe(express5);
+  const inner = fresh!();
+  // Mounted in both apps: counted once (by the outer one), and usable in the inner one.
+  inner.use(middleware);
+  inner.get('/inner/buy', (req, res) => {
+    void req.track('bought');
+    res.json(describeRequest(req));
+  });
+  outer.use((req, res, next) => inner(req, res, next));
+  const res = await request(outer).get('/inner/buy').set('User-Agent', BROWSER_UA).expect(200);
+  expect(res.body).toMatchObject({ track: 'function', sameTrack: true });
+  expect(res.body.url).toMatch(/\/inner\/buy$/);
+  const [event] = await collector.waitFor(1, { filter: (e) => e.type === 'event' });
+  expect(event!.name).toBe('bought');
+  await middleware.tracker.flush();
+  expect(middleware.tracker.stats().enqueued).toBe(1);
+});
+
 test('Connect and plain http requests get own properties, as any middleware adds them', async () => {
   const app = connect();
   app.use(mw());
