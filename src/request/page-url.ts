@@ -3,7 +3,6 @@
  * applied so that tokens and e-mail addresses in query strings stay on the server.
  */
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
-import type { TLSSocket } from 'node:tls';
 import type { QueryPolicy } from '../options.js';
 import type { TrustFunction } from './trust.js';
 
@@ -44,13 +43,10 @@ export function pageUrl(
   return origin === undefined ? undefined : origin + applyQueryPolicy(target, policy);
 }
 
-/** `proto://host` as Express computes `req.protocol` and `req.host` under `trust proxy`. */
-export function requestOrigin(req: IncomingMessage, trust: TrustFunction): string | undefined {
-  const socket = req.socket as TLSSocket | undefined;
-  return originOf(req.headers, socket?.remoteAddress, socket?.encrypted === true, trust);
-}
-
-/** {@link requestOrigin} from the parts of the request it needs. */
+/**
+ * `proto://host` as Express computes `req.protocol` and `req.host` under `trust proxy`, from the
+ * request's headers, its socket's peer and whether the socket is TLS.
+ */
 export function originOf(
   headers: IncomingHttpHeaders,
   peer: string | undefined,

@@ -4,7 +4,7 @@ import {
   applyQueryPolicy,
   pageUrl,
   referrerUrl,
-  requestOrigin,
+  originOf,
   requestTarget,
 } from '../../src/request/page-url';
 import { compileTrust } from '../../src/request/trust';
@@ -69,33 +69,32 @@ test('requestTarget prefers originalUrl and reduces an absolute-form target to i
   expect(requestTarget(fakeReq({}, { url: 'garbage' }))).toBe('/');
 });
 
-describe('requestOrigin', () => {
+describe('originOf', () => {
   const none = compileTrust(false);
   const all = compileTrust(true);
+  const peer = '1.2.3.4';
   test('uses the Host header and the socket protocol', () => {
-    expect(requestOrigin(fakeReq({ host: 'Shop.Example:8080' }), none)).toBe(
+    expect(originOf({ host: 'Shop.Example:8080' }, peer, false, none)).toBe(
       'http://shop.example:8080',
     );
-    const tls = fakeReq(
-      { host: 'shop.example' },
-      { socket: { remoteAddress: '1.2.3.4', encrypted: true } },
-    );
-    expect(requestOrigin(tls, none)).toBe('https://shop.example');
+    expect(originOf({ host: 'shop.example' }, peer, true, none)).toBe('https://shop.example');
   });
   test('ignores X-Forwarded-* from an untrusted peer, believes a trusted one', () => {
-    const req = fakeReq({
+    const headers = {
       host: 'internal:3000',
       'x-forwarded-proto': 'https',
       'x-forwarded-host': 'shop.example, other',
-    });
-    expect(requestOrigin(req, none)).toBe('http://internal:3000');
-    expect(requestOrigin(req, all)).toBe('https://shop.example');
+    };
+    expect(originOf(headers, peer, false, none)).toBe('http://internal:3000');
+    expect(originOf(headers, peer, false, all)).toBe('https://shop.example');
+    // No peer (the connection is gone): nothing to trust.
+    expect(originOf(headers, undefined, false, all)).toBe('http://internal:3000');
   });
   test.each(['evil.example/path', 'a b', 'x@y', '', 'host:port'])('refuses the host %j', (host) => {
-    expect(requestOrigin(fakeReq({ host }), none)).toBeUndefined();
+    expect(originOf({ host }, peer, false, none)).toBeUndefined();
   });
   test('accepts an IPv6 literal', () => {
-    expect(requestOrigin(fakeReq({ host: '[::1]:3000' }), none)).toBe('http://[::1]:3000');
+    expect(originOf({ host: '[::1]:3000' }, peer, false, none)).toBe('http://[::1]:3000');
   });
 });
 
