@@ -15,6 +15,7 @@
 import http from 'node:http';
 import express from 'express';
 import { analytics } from '../dist/index.js';
+import { medianAndMean, serveRequests } from './keep-alive-load.mjs';
 
 const [sinkUrl] = process.argv.slice(2);
 const RUNS = 3;
@@ -53,41 +54,17 @@ async function measure(variant) {
     if (passed) next();
   });
   app.get(/.*/, (_req, res) => res.type('html').end('<p>page</p>'));
-  const server = http.createServer(app);
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address();
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 10 });
-  let made = 0;
-  const one = () =>
-    new Promise((resolve, reject) => {
-      const headers = {
-        'user-agent': USER_AGENT,
-        referer: 'https://shop.example/',
-        accept: 'text/html',
-      };
-      http
-        .get(
-          { host: '127.0.0.1', port, agent, path: PATHS[made++ % PATHS.length], headers },
-          (res) => {
-            res.resume();
-            res.on('end', resolve);
-          },
-        )
-        .on('error', reject);
-    });
-  for (let i = 0; i < (WARMUP + REQUESTS) / 10; i++) {
-    await Promise.all(Array.from({ length: 10 }, one));
-  }
-  agent.destroy();
-  await new Promise((resolve) => server.close(resolve));
+  const headers = {
+    'user-agent': USER_AGENT,
+    referer: 'https://shop.example/',
+    accept: 'text/html',
+  };
+  await serveRequests(http.createServer(app), WARMUP + REQUESTS, { paths: PATHS, headers });
   await middleware.tracker?.close();
-  return { entry: summary(entry.slice(WARMUP)), finish: summary(finish.slice(WARMUP)) };
-}
-
-function summary(times) {
-  const sorted = [...times].sort((a, b) => a - b);
-  const mean = sorted.reduce((a, b) => a + b, 0) / sorted.length;
-  return { median: sorted[sorted.length >> 1], mean };
+  return {
+    entry: medianAndMean(entry.slice(WARMUP)),
+    finish: medianAndMean(finish.slice(WARMUP)),
+  };
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];

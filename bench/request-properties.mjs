@@ -11,6 +11,7 @@
  */
 import http from 'node:http';
 import express from 'express';
+import { medianAndMean, serveRequests } from './keep-alive-load.mjs';
 
 const REQUESTS = 3000;
 const WARMUP = 1000;
@@ -41,26 +42,8 @@ async function measure(kind, count) {
       res.end('ok');
     });
   }
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address();
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 10 });
-  const one = () =>
-    new Promise((resolve, reject) => {
-      http
-        .get({ host: '127.0.0.1', port, agent, path: '/' }, (res) => {
-          res.resume();
-          res.on('end', resolve);
-        })
-        .on('error', reject);
-    });
-  for (let i = 0; i < (WARMUP + REQUESTS) / 10; i++) {
-    await Promise.all(Array.from({ length: 10 }, one));
-  }
-  agent.destroy();
-  await new Promise((resolve) => server.close(resolve));
-  const measured = times.slice(WARMUP).sort((a, b) => a - b);
-  const mean = measured.reduce((a, b) => a + b, 0) / measured.length;
-  return { median: measured[measured.length >> 1], mean };
+  await serveRequests(server, WARMUP + REQUESTS);
+  return medianAndMean(times.slice(WARMUP));
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
