@@ -73,15 +73,21 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
   let checkPrivateIp = config.production;
   const fastPageviews = ownTracker && config.beforeSend === undefined;
 
-  function onFinish(req: IncomingMessage, res: ServerResponse, context: RequestContext): void {
+  function onFinish(
+    req: IncomingMessage,
+    res: ServerResponse,
+    context: RequestContext,
+    headers: IncomingMessage['headers'],
+  ): void {
     try {
       const reason = responseSkipReason(req, res, config);
       if (reason !== null) {
         if (reporter.debugEnabled) explain(req, context, `${reason} (${res.statusCode})`);
         return;
       }
-      const url = context.url;
-      if (url === undefined) {
+      // The page's URL is this origin and the request target, so it is known exactly when this is.
+      const origin = config.siteUrl ?? context.origin;
+      if (origin === undefined) {
         reporter.warn(
           'ZENOVAY_NO_HOST',
           'a page request had no valid Host header, so its URL is unknown and no pageview was sent. ' +
@@ -90,19 +96,19 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
         return;
       }
       if (fastPageviews) {
-        // Our own tracker and no beforeSend: the URL was built here, so hand over the parts.
+        // Our own tracker and no beforeSend: hand over the parts, for delivery to build.
         const ip = context.ip;
         if (checkPrivateIp && ip !== undefined) warnIfPrivate(ip);
         (tracker as ZenovayTracker).sendPageview(
-          url,
-          context.referrer,
-          context.userAgent,
+          config.queryPolicy,
+          origin,
+          context.target,
           ip,
-          context.clientHints,
+          headers,
         );
         return;
       }
-      const event: WireEvent = { type: 'pageview', url };
+      const event: WireEvent = { type: 'pageview', url: context.url };
       if (context.referrer !== undefined) event.referrer = context.referrer;
       void send(event, context);
     } catch (error) {
@@ -243,7 +249,7 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
           config,
         );
         // 'finish' comes once: `on` spares the wrapper `once` would make on every request.
-        if (reason === null) res.on('finish', () => onFinish(req, res, context));
+        if (reason === null) res.on('finish', () => onFinish(req, res, context, headers));
         else if (reporter.debugEnabled) explain(req, context, reason);
       } catch (error) {
         internalError(error);

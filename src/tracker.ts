@@ -16,9 +16,15 @@ import {
 } from './options.js';
 import type { Reporter } from './logger.js';
 import { forwardedHeaders, type ClientHints } from './request/forwarded-headers.js';
+import {
+  buildPageview,
+  jsonBytesOver,
+  pageviewParts,
+  tooLargeMessage,
+  type PageviewHeaders,
+} from './request/pageview-event.js';
+import type { QueryPolicy } from './options.js';
 
-/** Largest event accepted, as JSON. */
-export const MAX_EVENT_BYTES = 32 * 1024;
 /** Longest event name accepted. */
 export const MAX_NAME_LENGTH = 256;
 const DEFAULT_CLOSE_TIMEOUT_MS = 5000;
@@ -112,7 +118,7 @@ export class ZenovayTracker implements Tracker {
       globalRateLimit: config.globalRateLimit,
     };
     this.delivery = worker
-      ? new WorkerDelivery({ config: engine, reporter })
+      ? new WorkerDelivery({ config: { ...engine, anonymizeIp: config.anonymizeIp }, reporter })
       : new DeliveryEngine({
           ...engine,
           reporter,
@@ -191,23 +197,29 @@ export class ZenovayTracker implements Tracker {
   }
 
   /**
-   * The middleware's pageview, whose URL it built itself from checked parts: no second check,
-   * no Visitor object, no promise (nobody awaits a pageview).
+   * The middleware's pageview, from the parts it has read: `origin` is a checked one (`siteUrl`
+   * or the request's), `ip` a normalised one. No Visitor object, no promise (nobody awaits a
+   * pageview). On the worker, the worker builds it; otherwise it is built here.
    */
   sendPageview(
-    url: string,
-    referrer: string | undefined,
-    userAgent: string | undefined,
+    policy: QueryPolicy,
+    origin: string,
+    target: string,
     ip: string | undefined,
-    clientHints: ClientHints | undefined,
+    headers: PageviewHeaders,
   ): void {
-    const body = pageviewJson(url, referrer === '' ? undefined : referrer);
-    if (this.tooLarge(body, 'a pageview')) return;
-    // The context's IP is a normalised one already.
-    this.delivery.submit(
-      body,
-      forwardedHeaders(userAgent, ip, clientHints, this.anonymizeIp, true),
+    const delivery = this.delivery;
+    if (delivery instanceof WorkerDelivery) {
+      delivery.submitPageview(policy, origin, target, ip, headers);
+      return;
+    }
+    const built = buildPageview(
+      pageviewParts(origin, target, ip, headers),
+      policy,
+      this.anonymizeIp,
     );
+    if ('tooLarge' in built) void this.invalid(tooLargeMessage('a pageview', built.tooLarge));
+    else delivery.submit(built.body, built.headers);
   }
 
   /** Serialises once, checks the size, and hands the event to the engine. */
@@ -244,15 +256,11 @@ export class ZenovayTracker implements Tracker {
     return this.tooLarge(body, what) ? undefined : body;
   }
 
-  /** Whether the JSON is past {@link MAX_EVENT_BYTES} (then counted and reported as invalid). */
+  /** Whether the JSON is too large (then counted and reported as invalid). */
   private tooLarge(body: string, what: string): boolean {
-    // UTF-8 takes at most 3 bytes per UTF-16 unit: most bodies need no count.
-    if (body.length <= MAX_EVENT_BYTES / 3 || Buffer.byteLength(body) <= MAX_EVENT_BYTES) {
-      return false;
-    }
-    void this.invalid(
-      `${what} is ${Buffer.byteLength(body)} bytes of JSON, more than the ${MAX_EVENT_BYTES} allowed: send less data.`,
-    );
+    const bytes = jsonBytesOver(body);
+    if (bytes === undefined) return false;
+    void this.invalid(tooLargeMessage(what, bytes));
     return true;
   }
 
@@ -274,25 +282,6 @@ export class ZenovayTracker implements Tracker {
     this.delivery.reject('invalid');
     return Promise.resolve(false);
   }
-}
-
-/** What a JSON string must escape, and surrogates (escaped when lone): JSON.stringify handles those. */
-// eslint-disable-next-line no-control-regex
-const JSON_ESCAPES = /["\\\u0000-\u001f\ud800-\udfff]/;
-
-/**
- * A pageview's body: the very text `JSON.stringify({ type, url, referrer })` makes, written
- * directly when neither string needs escaping (nearly always): no object, no serialiser.
- */
-export function pageviewJson(url: string, referrer: string | undefined): string {
-  if (JSON_ESCAPES.test(url) || (referrer !== undefined && JSON_ESCAPES.test(referrer))) {
-    const event: WireEvent = { type: 'pageview', url };
-    if (referrer !== undefined) event.referrer = referrer;
-    return JSON.stringify(event);
-  }
-  return referrer === undefined
-    ? `{"type":"pageview","url":"${url}"}`
-    : `{"type":"pageview","url":"${url}","referrer":"${referrer}"}`;
 }
 
 function isPlainObject(value: unknown): value is EventData {

@@ -33,9 +33,18 @@ import { DeliveryEngine } from './engine.js';
 import { Emitter, EVENT_NAMES } from './events.js';
 import { Ledger } from './ledger.js';
 import { createLeanTransport } from './lean-transport.js';
+import type { QueryPolicy } from '../options.js';
+import {
+  buildPageview,
+  pageviewParts,
+  tooLargeMessage,
+  type PageviewHeaders,
+  type PageviewParts,
+} from '../request/pageview-event.js';
 import {
   decodeEvents,
   encodeEvent,
+  encodePageview,
   HEARTBEAT_MS,
   idempotencyKey,
   OUTCOMES,
@@ -112,6 +121,9 @@ export class WorkerDelivery implements Delivery {
   /** Whether the live worker was terminated for its silence. */
   private stalled = false;
   private readonly stallMs: number;
+  /** The query policies of unbuilt pageviews, numbered in order of first use. */
+  private readonly policies: QueryPolicy[] = [];
+  private readonly policyIds = new Map<QueryPolicy, number>();
 
   private enqueued = 0;
   private delivered = 0;
@@ -136,31 +148,106 @@ export class WorkerDelivery implements Delivery {
   }
 
   submit(body: string, headers: EventHeaders, settled?: Settled): void {
+    const seq = this.accept(settled);
+    if (seq === 0) return;
+    const encoded = encodeEvent(seq, body, headers);
+    this.open.add(seq, settled === undefined ? encoded : { encoded, settled });
+    if (this.inline) this.submitInline(seq, body, headers);
+    else this.toBatch(encoded);
+    this.held();
+  }
+
+  /**
+   * A middleware pageview, handed over unbuilt: the worker applies the query policy, writes its
+   * JSON and cleans its headers, so the request thread only passes strings it has read already.
+   * `origin` is a checked one (`siteUrl`, or the request's); `ip` is normalised.
+   */
+  submitPageview(
+    policy: QueryPolicy,
+    origin: string,
+    target: string,
+    ip: string | undefined,
+    headers: PageviewHeaders,
+  ): void {
+    if (this.inline === undefined) {
+      const encoded = encodePageview(
+        this.nextSeq,
+        this.policyId(policy),
+        origin,
+        target,
+        ip,
+        headers,
+      );
+      if (encoded !== undefined) {
+        if (this.accept(undefined) === 0) return;
+        this.open.add(this.nextSeq - 1, encoded);
+        this.toBatch(encoded);
+        this.held();
+        return;
+      }
+    }
+    // On the main thread for good, or a part that cannot cross as a line: built here.
+    const built = buildPageview(
+      pageviewParts(origin, target, ip, headers),
+      policy,
+      this.options.config.anonymizeIp,
+    );
+    if ('tooLarge' in built) {
+      this.enqueued++;
+      this.options.reporter.warn(
+        'ZENOVAY_INVALID_EVENT',
+        tooLargeMessage('a pageview', built.tooLarge),
+      );
+      this.dropHere('invalid', undefined);
+      return;
+    }
+    this.submit(built.body, built.headers);
+  }
+
+  /** Counts an event in: its number, or 0 when it was dropped at once. */
+  private accept(settled: Settled | undefined): number {
     this.enqueued++;
-    if (this.closing) return this.dropHere('closed', settled);
+    if (this.closing) {
+      this.dropHere('closed', settled);
+      return 0;
+    }
     if (this.open.size >= this.bound) {
       reportQueueFull(this.options.reporter, this.options.config.maxQueueSize);
-      return this.dropHere('queue_full', settled);
+      this.dropHere('queue_full', settled);
+      return 0;
     }
     if (!this.started) {
       this.started = true;
       this.startWorker();
     }
-    const seq = this.nextSeq++;
-    const encoded = encodeEvent(seq, body, headers);
-    this.open.add(seq, settled === undefined ? encoded : { encoded, settled });
-    if (this.inline) {
-      this.submitInline(seq, body, headers);
-    } else {
-      this.batch += encoded;
-      if (++this.batchCount >= MAX_BATCH) this.sendBatch();
-      else this.batchTimer ??= setTimeout(this.sendBatch, BATCH_DELAY_MS);
-    }
+    return this.nextSeq++;
+  }
+
+  /** Adds an encoded event to the batch that crosses next. */
+  private toBatch(encoded: string): void {
+    this.batch += encoded;
+    if (++this.batchCount >= MAX_BATCH) this.sendBatch();
+    else this.batchTimer ??= setTimeout(this.sendBatch, BATCH_DELAY_MS);
+  }
+
+  /** After an event is open: the worker holds events, and keeps the process alive. */
+  private held(): void {
     if (!this.referenced) {
       // The worker had nothing to do, so it had nothing to say: its silence counts from now.
       this.heardAt = Date.now();
       this.updateRef();
     }
+  }
+
+  /** The number of a query policy, told to the worker the first time. */
+  private policyId(policy: QueryPolicy): number {
+    let id = this.policyIds.get(policy);
+    if (id === undefined) {
+      id = this.policies.push(policy) - 1;
+      this.policyIds.set(policy, id);
+      this.post({ t: 'policy', id, policy });
+    }
+    return id;
   }
 
   reject(reason: DropReason): void {
@@ -271,6 +358,7 @@ export class WorkerDelivery implements Delivery {
     }, READY_TIMEOUT_MS);
     readyTimer.unref();
     this.heardAt = Date.now();
+    this.policies.forEach((policy, id) => this.post({ t: 'policy', id, policy }));
     for (const name of EVENT_NAMES) {
       if (this.events.listened(name)) this.post({ t: 'listen', name, listened: true });
     }
@@ -333,7 +421,11 @@ export class WorkerDelivery implements Delivery {
     if (this.batchTimer !== undefined) clearTimeout(this.batchTimer);
     this.batchTimer = undefined;
     for (const [, event] of this.open.entries()) {
-      decodeEvents(encodedOf(event), (seq, body, headers) => this.submitInline(seq, body, headers));
+      decodeEvents(
+        encodedOf(event),
+        (seq, body, headers) => this.submitInline(seq, body, headers),
+        (seq, parts, policy) => this.buildInline(seq, parts, policy),
+      );
     }
   }
 
@@ -344,6 +436,21 @@ export class WorkerDelivery implements Delivery {
       (outcome) => this.settle(seq, outcome),
       idempotencyKey(this.keyPrefix, seq),
     );
+  }
+
+  /** An unbuilt pageview the worker had, built here. */
+  private buildInline(seq: number, parts: PageviewParts, policy: number): void {
+    const built = buildPageview(parts, this.policies[policy]!, this.options.config.anonymizeIp);
+    if ('tooLarge' in built) {
+      this.options.reporter.warn(
+        'ZENOVAY_INVALID_EVENT',
+        tooLargeMessage('a pageview', built.tooLarge),
+      );
+      this.settle(seq, { kind: 'dropped', reason: 'invalid' });
+      this.events.emit('drop', { reason: 'invalid' });
+      return;
+    }
+    this.submitInline(seq, built.body, built.headers);
   }
 
   /** Gives a new worker every open event, in order, in batches of the usual size. */

@@ -9,6 +9,9 @@ import { Reporter, type ReportLevel } from '../logger.js';
 import { DeliveryEngine } from './engine.js';
 import { EVENT_NAMES, type TrackerEventName, type TrackerEvents } from './events.js';
 import { createLeanTransport } from './lean-transport.js';
+import type { QueryPolicy } from '../options.js';
+import { buildPageview, tooLargeMessage } from '../request/pageview-event.js';
+import type { EventHeaders } from './delivery.js';
 import {
   decodeEvents,
   HEARTBEAT_MS,
@@ -32,6 +35,9 @@ let timer: NodeJS.Timeout | undefined;
 /** Whether a message went out since the last heartbeat tick. */
 let spoke = false;
 const listened = new Set<TrackerEventName>();
+/** The query policies of the pageviews this worker builds, by number. */
+const policies: QueryPolicy[] = [];
+const INVALID = outcomeCode({ kind: 'dropped', reason: 'invalid' });
 
 /** Throttled here too, once a minute per code, so that a flood never crosses the thread. */
 class ForwardingReporter extends Reporter {
@@ -40,10 +46,11 @@ class ForwardingReporter extends Reporter {
     schedule();
   }
 }
+const reporter = new ForwardingReporter({});
 const engine = new DeliveryEngine({
   ...config,
   transport: createLeanTransport({ maxSockets: config.concurrency }),
-  reporter: new ForwardingReporter({}),
+  reporter,
 });
 
 for (const name of EVENT_NAMES) {
@@ -102,21 +109,36 @@ setInterval(() => {
 
 port.postMessage({ t: 'ready' } satisfies FromWorker);
 
+function submit(seq: number, body: string, headers: EventHeaders): void {
+  engine.submit(
+    body,
+    headers,
+    (outcome) => {
+      settled.push(seq, outcomeCode(outcome));
+      schedule();
+    },
+    idempotencyKey(config.keyPrefix, seq),
+  );
+}
+
 port.on('message', (message: ToWorker) => {
   switch (message.t) {
     case 'events':
-      decodeEvents(message.data, (seq, body, headers) => {
-        engine.submit(
-          body,
-          headers,
-          (outcome) => {
-            settled.push(seq, outcomeCode(outcome));
-            schedule();
-          },
-          idempotencyKey(config.keyPrefix, seq),
-        );
+      decodeEvents(message.data, submit, (seq, parts, policy) => {
+        const built = buildPageview(parts, policies[policy]!, config.anonymizeIp);
+        if ('tooLarge' in built) {
+          // Counted where the main thread counts it: settled as dropped (invalid).
+          reporter.warn('ZENOVAY_INVALID_EVENT', tooLargeMessage('a pageview', built.tooLarge));
+          if (listened.has('drop')) emitted.push(['drop', { reason: 'invalid' }]);
+          settled.push(seq, INVALID);
+          return;
+        }
+        submit(seq, built.body, built.headers);
       });
       schedule();
+      return;
+    case 'policy':
+      policies[message.id] = message.policy;
       return;
     case 'listen':
       if (message.listened) listened.add(message.name);

@@ -13,16 +13,22 @@ import {
 } from './delivery.js';
 import type { TrackerEventName, TrackerEvents } from './events.js';
 import type { ReportLevel } from '../logger.js';
+import type { QueryPolicy } from '../options.js';
+import { text, type PageviewHeaders, type PageviewParts } from '../request/pageview-event.js';
 
 /** The engine's settings, as the worker receives them (functions cannot cross threads). */
 export type WorkerConfig = Omit<EngineOptions, 'transport' | 'reporter' | 'random'> & {
   /** The first 24 characters of each Idempotency-Key; the event's number makes the rest. */
   keyPrefix: string;
+  /** Pageviews the worker builds forward an anonymised IP. */
+  anonymizeIp: boolean;
 };
 
 export type ToWorker =
-  /** Events, as encoded by {@link encodeEvent}. */
+  /** Events, as encoded by {@link encodeEvent} and {@link encodePageview}. */
   | { t: 'events'; data: string }
+  /** The query policy that pageviews numbered `id` are built with; sent before the first. */
+  | { t: 'policy'; id: number; policy: QueryPolicy }
   /** The main thread gained or lost listeners of an event name: forward it or stop. */
   | { t: 'listen'; name: TrackerEventName; listened: boolean }
   /** Close the engine within `timeoutMs`, report, then answer `closed`. */
@@ -88,19 +94,83 @@ export function encodeEvent(seq: number, body: string, headers: EventHeaders): s
   );
 }
 
-/** Calls `each` for every event of a batch made by {@link encodeEvent}. */
+/** Lines of a pageview the worker builds: `p` and its number, its policy, then its parts. */
+const PAGEVIEW_FIELDS = 10;
+
+/**
+ * A middleware pageview, unbuilt: `p<seq>`, the number of its query policy, then the
+ * {@link PageviewParts} one a line, in their order. Undefined when a part holds a line break
+ * (an app can put anything in a request): such a pageview is built before it crosses.
+ */
+export function encodePageview(
+  seq: number,
+  policy: number,
+  origin: string,
+  target: string,
+  ip: string | undefined,
+  headers: PageviewHeaders,
+): string | undefined {
+  const referer = text(headers.referer);
+  const userAgent = text(headers['user-agent']);
+  const ua = text(headers['sec-ch-ua']);
+  const mobile = text(headers['sec-ch-ua-mobile']);
+  const platform = text(headers['sec-ch-ua-platform']);
+  const ipText = ip ?? '';
+  if (
+    origin.includes('\n') ||
+    target.includes('\n') ||
+    ipText.includes('\n') ||
+    referer.includes('\n') ||
+    userAgent.includes('\n') ||
+    ua.includes('\n') ||
+    mobile.includes('\n') ||
+    platform.includes('\n')
+  ) {
+    return undefined;
+  }
+  return (
+    `p${seq}\n${policy}\n${origin}\n${target}\n${ipText}\n${referer}\n${userAgent}\n` +
+    `${ua}\n${mobile}\n${platform}\n`
+  );
+}
+
+/**
+ * Goes through a batch made by {@link encodeEvent} and {@link encodePageview}: `event` gets each
+ * built event, `pageview` the parts of each unbuilt pageview and the number of its policy.
+ */
 export function decodeEvents(
   data: string,
-  each: (seq: number, body: string, headers: EventHeaders) => void,
+  event: (seq: number, body: string, headers: EventHeaders) => void,
+  pageview: (seq: number, parts: PageviewParts, policy: number) => void,
 ): void {
   const fields = data.split('\n');
-  for (let i = 0; i + FIELDS <= fields.length; i += FIELDS) {
+  let i = 0;
+  while (i < fields.length - 1) {
+    const first = fields[i]!;
+    if (first.startsWith('p')) {
+      if (i + PAGEVIEW_FIELDS > fields.length) return;
+      const parts: PageviewParts = {
+        origin: fields[i + 2]!,
+        target: fields[i + 3]!,
+        ip: fields[i + 4]!,
+        referer: fields[i + 5]!,
+        userAgent: fields[i + 6]!,
+        secChUa: fields[i + 7]!,
+        secChUaMobile: fields[i + 8]!,
+        secChUaPlatform: fields[i + 9]!,
+      };
+      pageview(Number(first.slice(1)), parts, Number(fields[i + 1]));
+      i += PAGEVIEW_FIELDS;
+      continue;
+    }
+    if (i + FIELDS > fields.length) return;
     const headers: EventHeaders = { 'content-type': 'application/json' };
     for (let h = 0; h < FORWARDED.length; h++) {
       const value = fields[i + 2 + h]!;
       if (value !== '') headers[FORWARDED[h]!] = value;
     }
-    each(Number(fields[i]), fields[i + 1]!, headers);
+    event(Number(first), fields[i + 1]!, headers);
+    i += FIELDS;
   }
 }
 

@@ -18,11 +18,14 @@ import { MAX_CRASHES, WorkerDelivery } from '../../src/delivery/worker-delivery'
 import {
   decodeEvents,
   encodeEvent,
+  encodePageview,
   idempotencyKey,
   OUTCOMES,
   outcomeCode,
 } from '../../src/delivery/worker-protocol';
 import { startCollector } from '../helpers/collector';
+import { resolveAnalyticsOptions } from '../../src/options';
+import type { RecordedEvent } from '../../src/testing';
 
 const run = promisify(execFile);
 const open: Tracker[] = [];
@@ -72,6 +75,7 @@ function bareDelivery(
   return new WorkerDelivery({
     config: {
       endpoint: `${host}/e/bare`,
+      anonymizeIp: false,
       concurrency: 2,
       maxQueueSize: 100,
       timeoutMs: 10_000,
@@ -327,7 +331,7 @@ test('the worker never keeps the process alive: idle without close(), and after 
   expect(collector.events).toHaveLength(10);
 });
 
-test('the batch encoding carries every header forwardedHeaders can make, and outcome codes round-trip', () => {
+test('the batch encoding carries every header forwardedHeaders can make, unbuilt pageviews between events, and outcome codes round-trip', () => {
   const cases = [
     forwardedHeaders(undefined, undefined, undefined),
     forwardedHeaders('Mozilla/5.0 (X11) é', '2001:db8::1', {
@@ -337,16 +341,194 @@ test('the batch encoding carries every header forwardedHeaders can make, and out
     }),
   ];
   const bodies = ['{"type":"pageview","url":"https://a.example/"}', '{"name":"x\\n\\u2028ü"}'];
-  let data = '';
-  cases.forEach((headers, i) => (data += encodeEvent(i + 7, bodies[i]!, headers)));
-  const decoded: [number, string, Record<string, string>][] = [];
-  decodeEvents(data, (seq, body, headers) => decoded.push([seq, body, headers]));
+  const requestHeaders = {
+    referer: 'https://b.example/from?q=1',
+    'user-agent': 'Mozilla/5.0 é',
+    'sec-ch-ua': '"Chromium";v="126"',
+    'sec-ch-ua-mobile': '?1',
+    'sec-ch-ua-platform': '"Android"',
+    cookie: 'sid=secret',
+  };
+  let data = encodeEvent(7, bodies[0]!, cases[0]!);
+  data += encodePageview(8, 3, 'https://a.example', '/p?x=1', '203.0.113.9', requestHeaders)!;
+  data += encodePageview(9, 0, 'https://a.example', '/', undefined, { referer: ['a', 'b'] })!;
+  data += encodeEvent(10, bodies[1]!, cases[1]!);
+  const decoded: unknown[] = [];
+  decodeEvents(
+    data,
+    (seq, body, headers) => decoded.push([seq, body, headers]),
+    (seq, parts, policy) => decoded.push([seq, parts, policy]),
+  );
   expect(decoded).toEqual([
     [7, bodies[0], cases[0]],
-    [8, bodies[1], cases[1]],
+    [
+      8,
+      {
+        origin: 'https://a.example',
+        target: '/p?x=1',
+        ip: '203.0.113.9',
+        referer: 'https://b.example/from?q=1',
+        userAgent: 'Mozilla/5.0 é',
+        secChUa: '"Chromium";v="126"',
+        secChUaMobile: '?1',
+        secChUaPlatform: '"Android"',
+      },
+      3,
+    ],
+    [
+      9,
+      {
+        origin: 'https://a.example',
+        target: '/',
+        ip: '',
+        referer: '',
+        userAgent: '',
+        secChUa: '',
+        secChUaMobile: '',
+        secChUaPlatform: '',
+      },
+      0,
+    ],
+    [10, bodies[1], cases[1]],
   ]);
+  // A line break in any part would split the batch wrongly: such a pageview is not encoded.
+  for (const part of ['target', 'referer', 'user-agent', 'sec-ch-ua-platform']) {
+    const target = part === 'target' ? '/a\nb' : '/';
+    const headers = part === 'target' ? {} : { [part]: 'x\ny' };
+    expect(encodePageview(1, 0, 'https://a.example', target, undefined, headers)).toBeUndefined();
+  }
   OUTCOMES.forEach((outcome, code) => expect(outcomeCode(outcome)).toBe(code));
   expect(idempotencyKey('123e4567-e89b-42d3-a456-', 255)).toBe(
     '123e4567-e89b-42d3-a456-0000000000ff',
   );
+});
+
+describe("the middleware's pageviews, built by the worker", () => {
+  const policy = (queryParams: 'all' | 'none' | string[]) =>
+    resolveAnalyticsOptions({ trackingCode: 'x', logger: false, queryParams }).queryPolicy;
+  const keepRef = policy(['ref']);
+  const keepAll = policy('all');
+  const headers = {
+    referer: 'https://search.example/results?q=shoes&token=secret#top',
+    'user-agent': '  Mozilla/5.0 (X11) test  ',
+    'sec-ch-ua': '"Chromium";v="126"',
+    'sec-ch-ua-platform': '"Linux"',
+    cookie: 'sid=never-forwarded',
+    authorization: 'Bearer never-forwarded',
+  };
+  const wire = (e: RecordedEvent) => ({
+    body: { type: e.type, url: e.url, referrer: e.referrer },
+    headers: Object.fromEntries(
+      Object.entries(e.headers).filter(([name]) =>
+        /^(user-agent|x-forwarded-for|sec-ch-ua.*|content-type|cookie|authorization)$/.test(name),
+      ),
+    ),
+  });
+
+  test('are what the main thread builds: query policy per middleware, referrer, cleaned headers, anonymised IP', async () => {
+    const collector = await startCollector();
+    const onWorker = tracker(collector.url, [], { anonymizeIp: true });
+    const inThread = tracker(collector.url, [], { anonymizeIp: true, worker: false });
+    for (const t of [onWorker, inThread]) {
+      t.sendPageview(keepRef, 'https://shop.example', '/p?ref=a&token=b', '203.0.113.9', headers);
+      t.sendPageview(keepAll, 'https://shop.example', '/p?ref=a&token=b', undefined, {});
+      await t.flush();
+    }
+    expect(delivery(onWorker).thread).toBe('worker');
+    const [w1, w2, m1, m2] = collector.events.map(wire);
+    expect(w1).toEqual({
+      body: {
+        type: 'pageview',
+        url: 'https://shop.example/p?ref=a',
+        referrer: 'https://search.example/results',
+      },
+      headers: {
+        'content-type': 'application/json',
+        'user-agent': 'Mozilla/5.0 (X11) test',
+        'x-forwarded-for': '203.0.113.0',
+        'sec-ch-ua': '"Chromium";v="126"',
+        'sec-ch-ua-platform': '"Linux"',
+      },
+    });
+    expect(w2!.body).toEqual({
+      type: 'pageview',
+      url: 'https://shop.example/p?ref=a&token=b',
+      referrer: undefined,
+    });
+    expect(w2!.headers).toEqual({ 'content-type': 'application/json' });
+    expect([m1, m2]).toEqual([w1, w2]);
+  });
+
+  test('survive a crash (the new worker is told the policies) and a move to the main thread', async () => {
+    const collector = await startCollector({ respond: () => ({ status: 202, delayMs: 100 }) });
+    const lines: string[] = [];
+    const t = tracker(collector.url, lines, { concurrency: 2 });
+    for (let i = 0; i < 10; i++) {
+      t.sendPageview(keepRef, 'https://shop.example', `/p${i}?ref=r&token=t`, undefined, headers);
+    }
+    await waitUntil(() => collector.events.length >= 1);
+    await workerOf(t).terminate();
+    await t.flush();
+    expect(t.stats()).toMatchObject({ enqueued: 10, delivered: 10, dropped: 0, failed: 0 });
+    const urls = new Set(collector.events.map((e) => e.url));
+    expect([...urls].sort()).toEqual(
+      Array.from({ length: 10 }, (_, i) => `https://shop.example/p${i}?ref=r`).sort(),
+    );
+    expect(lines.some((l) => l.includes('ZENOVAY_WORKER_RESTARTED'))).toBe(true);
+
+    collector.reset();
+    const fallback = bareDelivery(collector.url, lines, {
+      script: pathToFileURL(path.join(__dirname, 'no-such-worker.js')),
+    });
+    fallback.submitPageview(keepRef, 'https://shop.example', '/a?ref=1&x=2', undefined, headers);
+    await waitUntil(() => fallback.thread === 'main');
+    fallback.submitPageview(keepRef, 'https://shop.example', '/b?x=2', undefined, headers);
+    await fallback.flush();
+    expect(collector.events.map((e) => [e.url, e.referrer])).toEqual([
+      ['https://shop.example/a?ref=1', 'https://search.example/results'],
+      ['https://shop.example/b', 'https://search.example/results'],
+    ]);
+    await fallback.close(500);
+  });
+
+  test('one too large is counted as dropped (invalid) and reported, on the worker and in-thread', async () => {
+    const collector = await startCollector();
+    for (const worker of [true, false]) {
+      const lines: string[] = [];
+      const t = tracker(collector.url, lines, { worker });
+      const drops: string[] = [];
+      t.on('drop', (e) => drops.push(e.reason));
+      const huge = `/p?ref=${'a'.repeat(40_000)}`;
+      t.sendPageview(keepAll, 'https://shop.example', huge, undefined, {});
+      t.sendPageview(keepAll, 'https://shop.example', '/fine', undefined, {});
+      await t.flush();
+      expect(t.stats()).toMatchObject({ enqueued: 2, delivered: 1, dropped: 1 });
+      expect(t.stats().reasons.dropped.invalid).toBe(1);
+      expect(drops).toEqual(['invalid']);
+      expect(lines.join('\n')).toMatch(
+        /ZENOVAY_INVALID_EVENT: a pageview is \d+ bytes of JSON, more than the 32768 allowed/,
+      );
+    }
+    expect(collector.events.map((e) => e.url)).toEqual([
+      'https://shop.example/fine',
+      'https://shop.example/fine',
+    ]);
+  });
+
+  test('one with a line break in a part (an app can set any header) is built before it crosses', async () => {
+    const collector = await startCollector();
+    const t = tracker(collector.url);
+    t.sendPageview(keepRef, 'https://shop.example', '/a\nb?ref=1', undefined, {
+      'user-agent': 'Mozilla/5.0\nInjected: yes',
+      referer: 'https://shop.example/\nfrom',
+    });
+    t.sendPageview(keepRef, 'https://shop.example', '/next', undefined, headers);
+    await t.flush();
+    expect(t.stats()).toMatchObject({ enqueued: 2, delivered: 2 });
+    const [odd, next] = collector.events;
+    expect(odd!.url).toBe('https://shop.example/a\nb?ref=1');
+    expect(odd!.headers['user-agent']).toBe('Mozilla/5.0Injected: yes');
+    expect(odd!.headers.injected).toBeUndefined();
+    expect(next!.url).toBe('https://shop.example/next');
+  });
 });

@@ -23,7 +23,7 @@ import {
 } from '../../src/request/page-url';
 import { requestSkipReason } from '../../src/request/pageview-rules';
 import { compileTrust } from '../../src/request/trust';
-import { pageviewJson } from '../../src/tracker';
+import { pageviewJson } from '../../src/request/pageview-event';
 
 const params = { seed: 20261128, numRuns: 500 };
 const config = resolveAnalyticsOptions({ trackingCode: 'x', logger: false });
