@@ -82,7 +82,7 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
     try {
       const reason = responseSkipReason(req, res, config);
       if (reason !== null) {
-        if (reporter.debugEnabled) explain(req, context, `${reason} (${res.statusCode})`);
+        if (reporter.debugEnabled) explain(context, `${reason} (${res.statusCode})`);
         return;
       }
       // The page's URL is this origin and the request target, so it is known exactly when this is.
@@ -117,22 +117,20 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
   }
 
   function track(
-    req: IncomingMessage,
     context: RequestContext,
     name: string,
     data: EventData | undefined,
     callOptions: TrackOptions | undefined,
   ): Promise<boolean> {
     try {
-      const reason = visitorSkipReason(req.headers, context, config);
+      const reason = visitorSkipReason(context.headers, context, config);
       if (reason !== null) {
-        if (reporter.debugEnabled)
-          explain(req, context, reason, `event '${String(name)}' not sent`);
+        if (reporter.debugEnabled) explain(context, reason, `event '${String(name)}' not sent`);
         return Promise.resolve(false);
       }
       const path = pathOf(context.target);
       // A page GET happened on its own URL; a form post or API call on the page that made it.
-      const isPage = req.method === 'GET' && !isApiPath(path) && !isAssetPath(path);
+      const isPage = context.method === 'GET' && !isApiPath(path) && !isAssetPath(path);
       let url = isPage ? context.url : context.sitePageReferrer;
       let referrer = isPage ? context.referrer : undefined;
       if (callOptions !== undefined && callOptions !== null) {
@@ -206,13 +204,8 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
     return origin === undefined ? url : origin + url;
   }
 
-  function explain(
-    req: IncomingMessage,
-    context: RequestContext,
-    why: string,
-    what = 'not a pageview',
-  ): void {
-    reporter.debug(`${what}: ${why}: ${req.method ?? '?'} ${pathOf(context.target)}`);
+  function explain(context: RequestContext, why: string, what = 'not a pageview'): void {
+    reporter.debug(`${what}: ${why}: ${context.method ?? '?'} ${pathOf(context.target)}`);
   }
 
   function internalError(error: unknown): void {
@@ -242,7 +235,7 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
         const context = new RequestContext(req, headers, requestTarget(req), config, track);
         attach(req, context);
         const reason = requestSkipReason(
-          req.method,
+          context.method,
           pathOf(context.target),
           headers,
           context,
@@ -250,7 +243,7 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
         );
         // 'finish' comes once: `on` spares the wrapper `once` would make on every request.
         if (reason === null) res.on('finish', () => onFinish(req, res, context, headers));
-        else if (reporter.debugEnabled) explain(req, context, reason);
+        else if (reporter.debugEnabled) explain(context, reason);
       } catch (error) {
         internalError(error);
       }

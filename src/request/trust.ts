@@ -1,7 +1,6 @@
 /**
  * Which proxies may speak for the visitor: Express's `trust proxy` semantics, for any framework.
  */
-import type { IncomingMessage } from 'node:http';
 import proxyaddr from 'proxy-addr';
 
 /** Is the address `addr`, `hop` steps from the app, a proxy we trust? */
@@ -31,18 +30,17 @@ export function compileTrust(value: TrustProxy): TrustFunction {
 }
 
 /**
- * The trust function that applies to this request: the middleware's `trustProxy` option when
- * given, else the Express app's own compiled setting, else trust nothing.
+ * The trust function that applies to a request, given its prototype: the middleware's
+ * `trustProxy` option when given, else the Express app's own compiled setting, else nothing.
  */
 export function trustFor(
-  req: IncomingMessage,
+  requestPrototype: object | null,
   configured: TrustFunction | undefined,
 ): TrustFunction {
   if (configured) return configured;
   // `req.app` is Express's, on the prototype it gives the request (`app.request`): read there,
   // which is faster than through a request of a hidden class of its own, and the same value.
-  const prototype = Object.getPrototypeOf(req) as { app?: { get?: (name: string) => unknown } };
-  const app = prototype?.app;
+  const app = (requestPrototype as { app?: { get?: (name: string) => unknown } } | null)?.app;
   const fromExpress = typeof app?.get === 'function' ? app.get('trust proxy fn') : undefined;
   return typeof fromExpress === 'function' ? (fromExpress as TrustFunction) : trustNothing;
 }

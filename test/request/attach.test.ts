@@ -4,6 +4,8 @@
  * with them either way.
  */
 import http, { IncomingMessage, type ServerResponse } from 'node:http';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import connect from 'connect';
 import express5 from 'express';
 import request from 'supertest';
@@ -177,4 +179,31 @@ describe('a framework prototype the accessors cannot go on', () => {
     const [event] = await collector.waitFor(1, { filter: (e) => e.type === 'event' });
     expect(event!.name).toBe('seen');
   });
+});
+
+test('a request is not kept alive by its context: the WeakMap holds the context as the value of the request', async () => {
+  // A value that points back to its key keeps the key alive through V8's minor GCs: every
+  // request, its response and their buffers would be promoted to the old generation.
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc') as () => void;
+  const kept: { context?: unknown; track?: unknown; request?: WeakRef<object> } = {};
+  for (const make of [express5, express4] as const) {
+    const app = make();
+    app.use(mw());
+    app.get('/', (req, res) => {
+      kept.request = new WeakRef(req);
+      kept.context = req.analytics;
+      kept.track = req.track;
+      res.type('html').send('<p>page</p>');
+    });
+    await request(app).get('/').set('user-agent', BROWSER_UA).expect(200);
+    let collected = false;
+    for (let i = 0; i < 20 && !collected; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      gc();
+      collected = kept.request!.deref() === undefined;
+    }
+    expect(kept.context).toBeDefined();
+    expect(collected).toBe(true);
+  }
 });
