@@ -85,13 +85,24 @@ const FORWARDED = [
 ] as const;
 const FIELDS = 2 + FORWARDED.length;
 
-/** One event as `seq\nbody\n` and one line per forwarded header (empty when absent). */
+/**
+ * One event as `seq\nbody\n` and one line per forwarded header (empty when absent).
+ *
+ * Encodings are joined from an array, not added piece by piece: `a + b` makes a chain of
+ * pieces that postMessage must copy into one string on the request thread, and a batch of
+ * such chains cost about 1 µs an event there (`node --cpu-prof`); a join writes it once.
+ */
 export function encodeEvent(seq: number, body: string, headers: EventHeaders): string {
-  return (
-    `${seq}\n${body}\n${headers['user-agent'] ?? ''}\n${headers['x-forwarded-for'] ?? ''}\n` +
-    `${headers['sec-ch-ua'] ?? ''}\n${headers['sec-ch-ua-mobile'] ?? ''}\n` +
-    `${headers['sec-ch-ua-platform'] ?? ''}\n`
-  );
+  return [
+    seq,
+    body,
+    headers['user-agent'] ?? '',
+    headers['x-forwarded-for'] ?? '',
+    headers['sec-ch-ua'] ?? '',
+    headers['sec-ch-ua-mobile'] ?? '',
+    headers['sec-ch-ua-platform'] ?? '',
+    '',
+  ].join('\n');
 }
 
 /** Lines of a pageview the worker builds: `p` and its number, its policy, then its parts. */
@@ -128,10 +139,19 @@ export function encodePageview(
   ) {
     return undefined;
   }
-  return (
-    `p${seq}\n${policy}\n${origin}\n${target}\n${ipText}\n${referer}\n${userAgent}\n` +
-    `${ua}\n${mobile}\n${platform}\n`
-  );
+  return [
+    `p${seq}`,
+    policy,
+    origin,
+    target,
+    ipText,
+    referer,
+    userAgent,
+    ua,
+    mobile,
+    platform,
+    '',
+  ].join('\n');
 }
 
 /**
