@@ -107,10 +107,10 @@ export interface TrackerOptions {
   transport?: Transport;
   /**
    * Send from a worker thread: the request thread only hands each event over (events cross
-   * together, every few milliseconds), and the worker runs the queue, the retries and the HTTP
-   * client. `false` sends
-   * from the main thread, with the same behaviour and counters. A custom `transport` runs on the
-   * main thread (functions cannot cross threads), so it cannot be combined with `worker: true`.
+   * together, every few, up to 50, milliseconds), and the worker runs the queue, the retries
+   * and the HTTP client. `false` sends from the main thread, with the same behaviour and
+   * counters. A custom `transport` runs on the main thread (functions cannot cross threads), so
+   * it cannot be combined with `worker: true`.
    * @default true (false with a custom `transport`)
    */
   worker?: boolean;

@@ -1,8 +1,8 @@
 /**
  * Delivery on a worker thread, seen from the main thread. The request thread only numbers each
  * event, appends it to the current batch (one string) and keeps it until the worker says how it
- * ended; every few milliseconds the batch crosses to the worker, which runs the engine and the
- * HTTP client. The main thread is the accountant: it counts what it was given and how each event
+ * ended; every few (up to 50) milliseconds the batch crosses to the worker, which runs the
+ * engine and the HTTP client. The main thread is the accountant: it counts what it was given and how each event
  * ended, so `stats()` stays exact and answers without asking the worker.
  *
  * A worker that dies is restarted and given back every event it had not settled, under the
@@ -42,10 +42,12 @@ import {
   type PageviewParts,
 } from '../request/pageview-event.js';
 import {
+  CALM_DELAY_MS,
   decodeEvents,
   encodeEvent,
   encodePageview,
   HEARTBEAT_MS,
+  HURRY_DELAY_MS,
   idempotencyKey,
   OUTCOMES,
   type FromWorker,
@@ -59,14 +61,12 @@ export const MAX_CRASHES = 3;
 /** How long a new worker may take to set itself up before the main thread takes over. */
 export const READY_TIMEOUT_MS = 10_000;
 export const CRASH_WINDOW_MS = 60_000;
-/** A batch this large crosses at once instead of waiting out {@link BATCH_DELAY_MS}. */
-export const MAX_BATCH = 512;
 /**
- * How long an event may wait for others to cross with it. Each message costs the request thread
- * a wake-up of the worker and a reply to read, so at a few events per tick, waiting a little
- * gathers them; flush() and close() send at once.
+ * A batch this large crosses at once instead of waiting: otherwise a batch waits
+ * {@link CALM_DELAY_MS}, or {@link HURRY_DELAY_MS} once it holds an event someone awaits;
+ * flush() and close() send at once.
  */
-export const BATCH_DELAY_MS = 5;
+export const MAX_BATCH = 512;
 /** How long close() waits for the worker beyond its own timeout before terminating it. */
 export const CLOSE_GRACE_MS = 1000;
 /**
@@ -76,12 +76,14 @@ export const CLOSE_GRACE_MS = 1000;
 export const STALL_MS = 5 * HEARTBEAT_MS;
 
 export interface WorkerDeliveryOptions {
-  config: Omit<WorkerConfig, 'keyPrefix'>;
+  config: Omit<WorkerConfig, 'keyPrefix' | 'calmDelayMs'>;
   reporter: Reporter;
   /** For tests: the worker's script. */
   script?: URL;
   /** For tests: {@link STALL_MS}. */
   stallMs?: number;
+  /** For tests: {@link CALM_DELAY_MS}, on both threads. */
+  calmDelayMs?: number;
 }
 
 export class WorkerDelivery implements Delivery {
@@ -98,6 +100,9 @@ export class WorkerDelivery implements Delivery {
   private batch = '';
   private batchCount = 0;
   private batchTimer: NodeJS.Timeout | undefined;
+  /** Whether the batch holds an event someone awaits (then it crosses sooner). */
+  private batchHurry = false;
+  private readonly calmDelayMs: number;
   /** Whether the worker keeps the process alive (only while it holds events). */
   private referenced = false;
   private started = false;
@@ -138,6 +143,7 @@ export class WorkerDelivery implements Delivery {
     this.bound = options.config.maxQueueSize + options.config.concurrency;
     this.open = new Ledger();
     this.stallMs = options.stallMs ?? STALL_MS;
+    this.calmDelayMs = options.calmDelayMs ?? CALM_DELAY_MS;
     this.events = new Emitter((name, listened) => this.post({ t: 'listen', name, listened }));
     // The worker starts with the first event: a tracker that never sends costs no thread.
   }
@@ -153,7 +159,7 @@ export class WorkerDelivery implements Delivery {
     const encoded = encodeEvent(seq, body, headers);
     this.open.add(seq, settled === undefined ? encoded : { encoded, settled });
     if (this.inline) this.submitInline(seq, body, headers);
-    else this.toBatch(encoded);
+    else this.toBatch(encoded, settled !== undefined);
     this.held();
   }
 
@@ -181,7 +187,7 @@ export class WorkerDelivery implements Delivery {
       if (encoded !== undefined) {
         if (this.accept(undefined) === 0) return;
         this.open.add(this.nextSeq - 1, encoded);
-        this.toBatch(encoded);
+        this.toBatch(encoded, false);
         this.held();
         return;
       }
@@ -223,11 +229,18 @@ export class WorkerDelivery implements Delivery {
     return this.nextSeq++;
   }
 
-  /** Adds an encoded event to the batch that crosses next. */
-  private toBatch(encoded: string): void {
+  /** Adds an encoded event to the batch that crosses next; `awaited` when someone waits for it. */
+  private toBatch(encoded: string, awaited: boolean): void {
     this.batch += encoded;
-    if (++this.batchCount >= MAX_BATCH) this.sendBatch();
-    else this.batchTimer ??= setTimeout(this.sendBatch, BATCH_DELAY_MS);
+    if (++this.batchCount >= MAX_BATCH) {
+      this.sendBatch();
+    } else if (awaited && !this.batchHurry) {
+      this.batchHurry = true;
+      if (this.batchTimer !== undefined) clearTimeout(this.batchTimer);
+      this.batchTimer = setTimeout(this.sendBatch, HURRY_DELAY_MS);
+    } else {
+      this.batchTimer ??= setTimeout(this.sendBatch, this.calmDelayMs);
+    }
   }
 
   /** After an event is open: the worker holds events, and keeps the process alive. */
@@ -256,8 +269,11 @@ export class WorkerDelivery implements Delivery {
   }
 
   flush(): Promise<void> {
-    this.sendBatch();
     if (this.open.size === 0) return Promise.resolve();
+    // Someone waits now: the worker reports soon instead of gathering outcomes.
+    this.batchHurry = true;
+    if (this.batchCount > 0) this.sendBatch();
+    else this.post({ t: 'hurry' });
     return this.flushes.wait(this.nextSeq - 1);
   }
 
@@ -274,8 +290,8 @@ export class WorkerDelivery implements Delivery {
     const dropped = sum(this.reasons.dropped);
     const unsettled = this.enqueued - this.delivered - failed - dropped;
     const live = this.inline?.stats();
-    // The worker's split is as of its last report (a few milliseconds old at most). Events on their way to
-    // it count as waiting up to maxQueueSize and as in flight beyond, so that neither count
+    // The worker's split is as of its last report (at most CALM_DELAY_MS old). Events on their
+    // way to it count as waiting up to maxQueueSize and as in flight beyond, so that neither count
     // ever passes its bound (the main thread holds at most maxQueueSize + concurrency).
     const reported = live ? live.inFlight : this.workerInFlight;
     const inFlight = Math.min(
@@ -306,7 +322,11 @@ export class WorkerDelivery implements Delivery {
       const { config } = this.options;
       worker = new Worker(this.options.script ?? workerScript(), {
         name: 'zenovay-delivery',
-        workerData: { ...config, keyPrefix: this.keyPrefix } satisfies WorkerConfig,
+        workerData: {
+          ...config,
+          keyPrefix: this.keyPrefix,
+          calmDelayMs: this.calmDelayMs,
+        } satisfies WorkerConfig,
         stdout: false,
         stderr: false,
       });
@@ -457,17 +477,23 @@ export class WorkerDelivery implements Delivery {
   private resend(): void {
     this.batch = '';
     this.batchCount = 0;
+    // Whoever waited before the crash still waits.
+    const hurry = this.batchHurry || this.flushes.any;
+    this.batchHurry = false;
     let data = '';
     let count = 0;
+    let awaited = false;
     for (const [, event] of this.open.entries()) {
       data += encodedOf(event);
+      awaited ||= typeof event !== 'string';
       if (++count === MAX_BATCH) {
-        this.post({ t: 'events', data });
+        this.post({ t: 'events', data, hurry: hurry || awaited });
         data = '';
         count = 0;
+        awaited = false;
       }
     }
-    if (count > 0) this.post({ t: 'events', data });
+    if (count > 0) this.post({ t: 'events', data, hurry: hurry || awaited });
   }
 
   private readonly sendBatch = (): void => {
@@ -477,9 +503,11 @@ export class WorkerDelivery implements Delivery {
     }
     if (this.batchCount === 0) return;
     const data = this.batch;
+    const hurry = this.batchHurry;
     this.batch = '';
     this.batchCount = 0;
-    this.post({ t: 'events', data });
+    this.batchHurry = false;
+    this.post({ t: 'events', data, hurry });
   };
 
   private post(message: ToWorker): void {

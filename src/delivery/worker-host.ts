@@ -1,8 +1,8 @@
 /**
  * The delivery worker (built as `dist/delivery-worker.js`): runs the same engine as in-thread
  * delivery, with the package's keep-alive HTTP client, off the request thread. It takes batches
- * of events and reports back every few milliseconds: which events settled and how, the counters
- * the main thread cannot know, the log lines and the events the main thread listens to.
+ * of events and reports back in batches (see CALM_DELAY_MS): which events settled and how, the
+ * counters the main thread cannot know, the log lines and the events the main thread listens to.
  */
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { Reporter, type ReportLevel } from '../logger.js';
@@ -15,6 +15,7 @@ import type { EventHeaders } from './delivery.js';
 import {
   decodeEvents,
   HEARTBEAT_MS,
+  HURRY_DELAY_MS,
   idempotencyKey,
   outcomeCode,
   type FromWorker,
@@ -61,27 +62,35 @@ for (const name of EVENT_NAMES) {
 }
 
 /**
- * Reports go out at most every REPORT_DELAY_MS: the main thread reads each one, so fewer,
- * fuller reports cost it less. Sooner when many events settled.
+ * Reports go out at most every `calmDelayMs` (CALM_DELAY_MS by default), or {@link HURRY_DELAY_MS}
+ * while someone waits: the main thread wakes up for each one, so fewer, fuller reports cost it
+ * less. At once when many events settled.
  */
-const REPORT_DELAY_MS = 5;
 const REPORT_SOON = 1024;
+/** Someone waits (a trackEvent promise, flush()): report soon until nothing is left to send. */
+let hurry = false;
+/** When the scheduled report is due. */
+let dueAt = 0;
 
 function schedule(): void {
   if (settled.length >= REPORT_SOON * 2) {
-    if (scheduled) clearTimeout(timer);
     report();
     return;
   }
-  if (scheduled) return;
+  const delay = hurry ? HURRY_DELAY_MS : config.calmDelayMs;
+  const due = Date.now() + delay;
+  if (scheduled && dueAt <= due) return;
+  clearTimeout(timer);
   scheduled = true;
-  timer = setTimeout(report, REPORT_DELAY_MS);
+  dueAt = due;
+  timer = setTimeout(report, delay);
 }
 
 function report(): void {
   scheduled = false;
   clearTimeout(timer);
   const stats = engine.stats();
+  if (stats.queued + stats.inFlight === 0) hurry = false;
   const message: FromWorker = {
     t: 'report',
     settled,
@@ -123,7 +132,12 @@ function submit(seq: number, body: string, headers: EventHeaders): void {
 
 port.on('message', (message: ToWorker) => {
   switch (message.t) {
+    case 'hurry':
+      hurry = true;
+      schedule();
+      return;
     case 'events':
+      if (message.hurry) hurry = true;
       decodeEvents(message.data, submit, (seq, parts, policy) => {
         const built = buildPageview(parts, policies[policy]!, config.anonymizeIp);
         if ('tooLarge' in built) {

@@ -14,7 +14,7 @@ import { createTracker, type Tracker } from '../../src/index';
 import { ZenovayTracker } from '../../src/tracker';
 import { Reporter } from '../../src/logger';
 import { forwardedHeaders } from '../../src/request/forwarded-headers';
-import { MAX_CRASHES, WorkerDelivery } from '../../src/delivery/worker-delivery';
+import { MAX_BATCH, MAX_CRASHES, WorkerDelivery } from '../../src/delivery/worker-delivery';
 import {
   decodeEvents,
   encodeEvent,
@@ -23,7 +23,7 @@ import {
   OUTCOMES,
   outcomeCode,
 } from '../../src/delivery/worker-protocol';
-import { startCollector } from '../helpers/collector';
+import { settle, startCollector } from '../helpers/collector';
 import { resolveAnalyticsOptions } from '../../src/options';
 import type { RecordedEvent } from '../../src/testing';
 
@@ -70,14 +70,15 @@ async function waitUntil(check: () => boolean, ms = 5000): Promise<void> {
 function bareDelivery(
   host: string,
   lines: string[],
-  extra: { script?: URL; stallMs?: number } = {},
+  extra: { script?: URL; stallMs?: number; calmDelayMs?: number; maxQueueSize?: number } = {},
 ): WorkerDelivery {
+  const { maxQueueSize = 100, ...options } = extra;
   return new WorkerDelivery({
     config: {
       endpoint: `${host}/e/bare`,
       anonymizeIp: false,
       concurrency: 2,
-      maxQueueSize: 100,
+      maxQueueSize,
       timeoutMs: 10_000,
       maxRetries: 0,
       retryDelayMs: 0,
@@ -90,7 +91,7 @@ function bareDelivery(
       warn: (l) => lines.push(l),
       error: (l) => lines.push(l),
     }),
-    ...extra,
+    ...options,
   });
 }
 
@@ -513,6 +514,45 @@ describe("the middleware's pageviews, built by the worker", () => {
       'https://shop.example/fine',
       'https://shop.example/fine',
     ]);
+  });
+
+  test('gather while nobody waits; an awaited event or flush() hurries them and their outcomes across', async () => {
+    const collector = await startCollector();
+    const d = bareDelivery(collector.url, [], { calmDelayMs: 5000, maxQueueSize: 1000 });
+    const json = { 'content-type': 'application/json' };
+    d.submitPageview(keepAll, 'https://shop.example', '/a', undefined, {});
+    d.submit('{"type":"event","name":"quiet"}', json);
+    await settle(300);
+    expect(collector.events).toHaveLength(0);
+    // Someone awaits this one: the batch crosses, and the worker reports, without the calm wait.
+    let started = Date.now();
+    const outcome = await new Promise<string>((resolve) =>
+      d.submit('{"type":"event","name":"awaited"}', json, (o) => resolve(o.kind)),
+    );
+    expect(outcome).toBe('delivered');
+    expect(Date.now() - started).toBeLessThan(2500);
+    expect(collector.events.map((e) => e.name ?? e.url).sort()).toEqual([
+      'awaited',
+      'https://shop.example/a',
+      'quiet',
+    ]);
+    // flush() waits for a pageview nobody awaits: both threads hurry for it too.
+    d.submitPageview(keepAll, 'https://shop.example', '/b', undefined, {});
+    started = Date.now();
+    await d.flush();
+    expect(Date.now() - started).toBeLessThan(2500);
+    expect(d.stats()).toMatchObject({ enqueued: 4, delivered: 4, queued: 0, inFlight: 0 });
+    // A full batch crosses at once, calm; flush() then finds nothing to send but still waits
+    // for the worker's report of it, which it hurries.
+    for (let i = 0; i < MAX_BATCH; i++) {
+      d.submitPageview(keepAll, 'https://shop.example', `/full/${i}`, undefined, {});
+    }
+    await collector.waitFor(4 + MAX_BATCH, { timeout: 4000 });
+    started = Date.now();
+    await d.flush();
+    expect(Date.now() - started).toBeLessThan(2500);
+    expect(d.stats()).toMatchObject({ delivered: 4 + MAX_BATCH, queued: 0, inFlight: 0 });
+    await d.close(500);
   });
 
   test('one with a line break in a part (an app can set any header) is built before it crosses', async () => {
