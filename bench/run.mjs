@@ -349,8 +349,8 @@ async function main() {
   );
   lines.push(
     '',
-    'Most apps read a header anyway (Express\'s `res.send` does, for its freshness check), and then the ' +
-      'last row is time the middleware moves rather than adds; this bench\'s route answers with `res.end` ' +
+    "Most apps read a header anyway (Express's `res.send` does, for its freshness check), and then the " +
+      "last row is time the middleware moves rather than adds; this bench's route answers with `res.end` " +
       'and reads them only to time it.',
   );
   lines.push('', '## Adding a property to a request', '');
