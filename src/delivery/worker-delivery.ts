@@ -185,9 +185,12 @@ export class WorkerDelivery implements Delivery {
         headers,
       );
       if (encoded !== undefined) {
-        if (this.accept(undefined) === 0) return;
-        this.open.add(this.nextSeq - 1, encoded);
-        this.toBatch(encoded, false);
+        const seq = this.accept(undefined);
+        if (seq === 0) return;
+        this.open.add(seq, encoded);
+        // The first event starts the worker; if none could start, delivery is now in-thread.
+        if (this.inline) this.submitDecoded(encoded);
+        else this.toBatch(encoded, false);
         this.held();
         return;
       }
@@ -232,10 +235,11 @@ export class WorkerDelivery implements Delivery {
   /** Adds an encoded event to the batch that crosses next; `awaited` when someone waits for it. */
   private toBatch(encoded: string, awaited: boolean): void {
     this.batch += encoded;
+    const hurryNow = awaited && !this.batchHurry;
+    if (awaited) this.batchHurry = true;
     if (++this.batchCount >= MAX_BATCH) {
       this.sendBatch();
-    } else if (awaited && !this.batchHurry) {
-      this.batchHurry = true;
+    } else if (hurryNow) {
       if (this.batchTimer !== undefined) clearTimeout(this.batchTimer);
       this.batchTimer = setTimeout(this.sendBatch, HURRY_DELAY_MS);
     } else {
@@ -271,9 +275,12 @@ export class WorkerDelivery implements Delivery {
   flush(): Promise<void> {
     if (this.open.size === 0) return Promise.resolve();
     // Someone waits now: the worker reports soon instead of gathering outcomes.
-    this.batchHurry = true;
-    if (this.batchCount > 0) this.sendBatch();
-    else this.post({ t: 'hurry' });
+    if (this.batchCount > 0) {
+      this.batchHurry = true;
+      this.sendBatch();
+    } else {
+      this.post({ t: 'hurry' });
+    }
     return this.flushes.wait(this.nextSeq - 1);
   }
 
@@ -440,13 +447,7 @@ export class WorkerDelivery implements Delivery {
     this.inline = inline;
     if (this.batchTimer !== undefined) clearTimeout(this.batchTimer);
     this.batchTimer = undefined;
-    for (const [, event] of this.open.entries()) {
-      decodeEvents(
-        encodedOf(event),
-        (seq, body, headers) => this.submitInline(seq, body, headers),
-        (seq, parts, policy) => this.buildInline(seq, parts, policy),
-      );
-    }
+    for (const [, event] of this.open.entries()) this.submitDecoded(encodedOf(event));
   }
 
   private submitInline(seq: number, body: string, headers: EventHeaders): void {
@@ -455,6 +456,15 @@ export class WorkerDelivery implements Delivery {
       headers,
       (outcome) => this.settle(seq, outcome),
       idempotencyKey(this.keyPrefix, seq),
+    );
+  }
+
+  /** Open events, encoded, to the in-thread engine. */
+  private submitDecoded(encoded: string): void {
+    decodeEvents(
+      encoded,
+      (seq, body, headers) => this.submitInline(seq, body, headers),
+      (seq, parts, policy) => this.buildInline(seq, parts, policy),
     );
   }
 

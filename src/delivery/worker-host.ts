@@ -149,6 +149,8 @@ port.on('message', (message: ToWorker) => {
         }
         submit(seq, built.body, built.headers);
       });
+      // After the events: a report made while they were read may have found nothing to send.
+      if (message.hurry) hurry = true;
       schedule();
       return;
     case 'policy':

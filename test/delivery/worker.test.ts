@@ -555,6 +555,47 @@ describe("the middleware's pageviews, built by the worker", () => {
     await d.close(500);
   });
 
+  test('an awaited event is hurried after a flush() that found its batch empty, and as the event that fills a batch', async () => {
+    const collector = await startCollector({
+      respond: (e) => (e.name === 'first' ? { status: 202, delayMs: 300 } : 202),
+    });
+    const d = bareDelivery(collector.url, [], { calmDelayMs: 5000, maxQueueSize: 1000 });
+    const json = { 'content-type': 'application/json' };
+    const awaited = (name: string) => {
+      const started = Date.now();
+      return new Promise<number>((resolve) =>
+        d.submit(`{"type":"event","name":"${name}"}`, json, () => resolve(Date.now() - started)),
+      );
+    };
+    // In the worker, unanswered: flush() finds nothing to send and only tells the worker to hurry.
+    const first = awaited('first');
+    await waitUntil(() => collector.requestCount >= 1);
+    const flushed = d.flush();
+    expect(await awaited('after flush')).toBeLessThan(2500);
+    await Promise.all([first, flushed]);
+    // The 512th event of a batch is the awaited one: the full batch crosses at once, hurried.
+    for (let i = 0; i < MAX_BATCH - 1; i++) {
+      d.submitPageview(keepAll, 'https://shop.example', `/p/${i}`, undefined, {});
+    }
+    expect(await awaited('fills the batch')).toBeLessThan(2500);
+    await d.close(1000);
+    expect(d.stats()).toMatchObject({ enqueued: 3 + MAX_BATCH - 1, delivered: 3 + MAX_BATCH - 1 });
+  });
+
+  test('the first one, when no worker thread can even be created, goes from the main thread', async () => {
+    const collector = await startCollector();
+    const lines: string[] = [];
+    // new Worker() throws at once for a script that is not a file URL.
+    const d = bareDelivery(collector.url, lines, { script: new URL('http://127.0.0.1/none.js') });
+    d.submitPageview(keepAll, 'https://shop.example', '/first', undefined, {});
+    expect(d.thread).toBe('main');
+    await d.flush();
+    expect(collector.events.map((e) => e.url)).toEqual(['https://shop.example/first']);
+    expect(d.stats()).toMatchObject({ enqueued: 1, delivered: 1, queued: 0, inFlight: 0 });
+    expect(lines.join('\n')).toMatch(/ZENOVAY_WORKER_FAILED: no worker thread could start/);
+    await d.close(500);
+  });
+
   test('one with a line break in a part (an app can set any header) is built before it crosses', async () => {
     const collector = await startCollector();
     const t = tracker(collector.url);
