@@ -11,6 +11,7 @@ import type { TrackerEventName, TrackerListener } from './delivery/events.js';
 import {
   describe,
   resolveTrackerOptions,
+  type QueryPolicy,
   type TrackerConfig,
   type TrackerOptions,
 } from './options.js';
@@ -23,7 +24,6 @@ import {
   tooLargeMessage,
   type PageviewHeaders,
 } from './request/pageview-event.js';
-import type { QueryPolicy } from './options.js';
 
 /** Longest event name accepted. */
 export const MAX_NAME_LENGTH = 256;

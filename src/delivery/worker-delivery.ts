@@ -202,12 +202,11 @@ export class WorkerDelivery implements Delivery {
       this.options.config.anonymizeIp,
     );
     if ('tooLarge' in built) {
-      this.enqueued++;
       this.options.reporter.warn(
         'ZENOVAY_INVALID_EVENT',
         tooLargeMessage('a pageview', built.tooLarge),
       );
-      this.dropHere('invalid', undefined);
+      this.reject('invalid');
       return;
     }
     this.submit(built.body, built.headers);
