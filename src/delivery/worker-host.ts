@@ -1,8 +1,8 @@
 /**
  * The delivery worker (built as `dist/delivery-worker.js`): runs the same engine as in-thread
  * delivery, with the package's keep-alive HTTP client, off the request thread. It takes batches
- * of events and reports back every few milliseconds: which events settled and how, the counters
- * the main thread cannot know, the log lines and the events the main thread listens to.
+ * of events and reports back in batches (see CALM_DELAY_MS): which events settled and how, the
+ * counters the main thread cannot know, the log lines and the events the main thread listens to.
  */
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { Reporter, type ReportLevel } from '../logger.js';
@@ -149,6 +149,8 @@ port.on('message', (message: ToWorker) => {
         }
         submit(seq, built.body, built.headers);
       });
+      // After the events: a report made while they were read may have found nothing to send.
+      if (message.hurry) hurry = true;
       schedule();
       return;
     case 'policy':
