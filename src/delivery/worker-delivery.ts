@@ -2,8 +2,8 @@
  * Delivery on a worker thread, seen from the main thread. The request thread only numbers each
  * event, appends it to the current batch (one string) and keeps it until the worker says how it
  * ended; every few (up to 50) milliseconds the batch crosses to the worker, which runs the
- * engine and the HTTP client. The main thread is the accountant: it counts what it was given and how each event
- * ended, so `stats()` stays exact and answers without asking the worker.
+ * engine and the HTTP client. The main thread is the accountant: it counts what it was given and
+ * how each event ended, so `stats()` stays exact and answers without asking the worker.
  *
  * A worker that dies is restarted and given back every event it had not settled, under the
  * same Idempotency-Keys (the endpoint can tell a repeat). After more than {@link MAX_CRASHES}

@@ -137,7 +137,6 @@ port.on('message', (message: ToWorker) => {
       schedule();
       return;
     case 'events':
-      if (message.hurry) hurry = true;
       decodeEvents(message.data, submit, (seq, parts, policy) => {
         const built = buildPageview(parts, policies[policy]!, config.anonymizeIp);
         if ('tooLarge' in built) {
