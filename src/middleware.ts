@@ -28,8 +28,12 @@ import {
 export interface TrackOptions {
   /**
    * The page the event happened on (absolute, or a path resolved on `siteUrl` or the request's
-   * origin). Default: the request's own URL for a page `GET`; otherwise the `Referer` when it
-   * is a page of this site; otherwise none (a standalone `siteUrl` fills it).
+   * origin). Default: the request's own URL for a page `GET`; otherwise the `Referer` (query
+   * policy applied), the page a form post or API call came from. With `siteUrl` set, a
+   * `Referer` on another host is not used (its scheme and port do not matter) and `siteUrl`
+   * fills the `url` when no `Referer` is used. Without `siteUrl`, the `Referer` is used as it
+   * is (the request's own origin is no test of it behind a proxy), and an event without one has
+   * no `url`.
    */
   url?: string;
   /** The page before it. */
@@ -123,7 +127,9 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
     callOptions: TrackOptions | undefined,
   ): Promise<boolean> {
     try {
-      const reason = visitorSkipReason(context.headers, context, config);
+      // The bot rule for events: crawlers, not HTTP client libraries (an app's purchase counts).
+      const visitor = { isBot: config.skipBots && context.isTrackBot };
+      const reason = visitorSkipReason(context.headers, visitor, config);
       if (reason !== null) {
         if (reporter.debugEnabled) explain(context, reason, `event '${String(name)}' not sent`);
         return Promise.resolve(false);
@@ -131,7 +137,7 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
       const path = pathOf(context.target);
       // A page GET happened on its own URL; a form post or API call on the page that made it.
       const isPage = context.method === 'GET' && !isApiPath(path) && !isAssetPath(path);
-      let url = isPage ? context.url : context.sitePageReferrer;
+      let url = isPage ? context.url : context.referringPage;
       let referrer = isPage ? context.referrer : undefined;
       if (callOptions !== undefined && callOptions !== null) {
         // Given URLs get the same query policy as everything the middleware sends.

@@ -238,6 +238,19 @@ describe('req.analytics', () => {
     }
   });
 
+  test('isBot is the pageview verdict: an HTTP client is a bot there, its event is sent', async () => {
+    const app = express();
+    app.use(mw());
+    app.post('/buy', (req, res) => {
+      void req.track('purchase');
+      res.json({ isBot: req.analytics.isBot });
+    });
+    const res = await request(app).post('/buy').set('User-Agent', 'okhttp/4.12.0').expect(200);
+    expect(res.body).toEqual({ isBot: true });
+    const [event] = await collector.waitFor(1);
+    expect(event!.name).toBe('purchase');
+  });
+
   test('isBot reflects the verdict even when bots are not skipped', async () => {
     const app = express();
     app.use(mw({ skipBots: false }));
@@ -401,7 +414,7 @@ describe('the page a form post or API call came from', () => {
     expect(event!.url).toBe(expected);
   });
 
-  test('without siteUrl, the request origin decides', async () => {
+  test('without siteUrl, a Referer on another origin is used as it is', async () => {
     const app = express();
     app.use(mw());
     app.post('/buy', (req, res) => {
@@ -419,10 +432,126 @@ describe('the page a form post or API call came from', () => {
     await request(server)
       .post('/buy')
       .set('User-Agent', BROWSER_UA)
-      .set('Referer', 'https://evil.example/')
+      .set('Referer', 'https://other.example/')
       .expect(200);
     const events = await collector.waitFor(2);
     server.close();
-    expect(events.map((e) => e.url).sort()).toEqual([`${origin}/checkout`, undefined].sort());
+    expect(events.map((e) => e.url).sort()).toEqual(
+      [`${origin}/checkout`, 'https://other.example/'].sort(),
+    );
   });
 });
+
+/** What a proxy that ends TLS passes on: the page's host, the scheme it was asked on, the visitor. */
+const TLS_PROXY = {
+  Host: 'shop.example',
+  'X-Forwarded-Proto': 'https',
+  'X-Forwarded-For': '203.0.113.9',
+};
+const CART = 'https://shop.example/cart?coupon=SECRET&utm_source=mail';
+const CART_SENT = 'https://shop.example/cart?utm_source=mail';
+
+describe.each(FRAMEWORKS)('the page of a req.track event behind a proxy, on %s', (framework) => {
+  test.each<[string, string | undefined, boolean, Record<string, string>, string | undefined]>([
+    // The app sees http and, untrusted, the request origin http://shop.example.
+    ['TLS ended by an untrusted proxy', undefined, false, TLS_PROXY, CART_SENT],
+    ['TLS ended by a trusted proxy', undefined, true, TLS_PROXY, CART_SENT],
+    // No Host passed on: the app sees Host: 127.0.0.1:PORT.
+    ['Host rewritten by the proxy', undefined, false, {}, CART_SENT],
+    [
+      'TLS ended by an untrusted proxy, with siteUrl',
+      'https://shop.example',
+      false,
+      TLS_PROXY,
+      CART_SENT,
+    ],
+    [
+      'TLS ended by a trusted proxy, with siteUrl',
+      'https://shop.example',
+      true,
+      TLS_PROXY,
+      CART_SENT,
+    ],
+    ['Host rewritten by the proxy, with siteUrl', 'https://shop.example', false, {}, CART_SENT],
+  ])('%s: the Referer is the url', async (_what, siteUrl, trusted, headers, expected) => {
+    await expectEventUrl(framework, { siteUrl, trusted, headers, referer: CART }, expected);
+  });
+});
+
+describe('which Referer is the page of a req.track event', () => {
+  test.each<[string, string | undefined, string | undefined, string | undefined]>([
+    [
+      "siteUrl's host on another scheme and port: used",
+      'https://shop.example',
+      'http://shop.example:8080/cart',
+      'http://shop.example:8080/cart',
+    ],
+    [
+      'another host with siteUrl: not used, siteUrl fills the url',
+      'https://shop.example',
+      'https://evil.example/cart',
+      'https://shop.example',
+    ],
+    [
+      'a subdomain of siteUrl is another host',
+      'https://shop.example',
+      'https://www.shop.example/cart',
+      'https://shop.example',
+    ],
+    [
+      'hostnames compare as the URL parser writes them (case, IDNA, a trailing dot)',
+      'https://Bücher.example',
+      'https://BÜCHER.example./kasse',
+      'https://xn--bcher-kva.example./kasse',
+    ],
+    [
+      'an IPv6 host, in any of its spellings',
+      'http://[::1]:3000',
+      'https://[0:0:0:0:0:0:0:1]/cart',
+      'https://[::1]/cart',
+    ],
+    [
+      "siteUrl's base path does not matter, only its host",
+      'https://shop.example/store',
+      'https://shop.example/blog/post',
+      'https://shop.example/blog/post',
+    ],
+    [
+      'another host without siteUrl: used as it is',
+      undefined,
+      'https://evil.example/cart?utm_source=x&id=1',
+      'https://evil.example/cart?utm_source=x',
+    ],
+    ['no Referer and no siteUrl: no url', undefined, undefined, undefined],
+  ])('%s', async (_what, siteUrl, referer, expected) => {
+    await expectEventUrl('express5', { siteUrl, trusted: false, headers: {}, referer }, expected);
+  });
+});
+
+/** Posts the test site's checkout (which calls req.track('purchase')) and checks the event's url. */
+async function expectEventUrl(
+  framework: Framework,
+  setup: {
+    siteUrl: string | undefined;
+    trusted: boolean;
+    headers: Record<string, string>;
+    referer: string | undefined;
+  },
+  expected: string | undefined,
+): Promise<void> {
+  const options: AnalyticsOptions = {};
+  if (setup.siteUrl !== undefined) options.siteUrl = setup.siteUrl;
+  if (setup.trusted && framework === 'connect') options.trustProxy = 'loopback';
+  const middleware = mw(options);
+  const server = buildSite(framework, middleware, setup.trusted ? { trustProxy: 'loopback' } : {});
+  const call = request(server).post('/checkout').set('User-Agent', BROWSER_UA).set(setup.headers);
+  if (setup.referer !== undefined) call.set('Referer', setup.referer);
+  await call.expect(303);
+  const [event] = await collector.waitFor(1);
+  expect(event).toMatchObject({ type: 'event', name: 'purchase' });
+  expect(event!.url).toBe(expected);
+  // The trust setting still decides the visitor's IP.
+  expect(event!.headers['x-forwarded-for']).toBe(
+    setup.trusted && setup.headers['X-Forwarded-For'] ? '203.0.113.9' : '127.0.0.1',
+  );
+}

@@ -248,6 +248,104 @@ describe.each(FRAMEWORKS)('options that change the rules on %s', (framework) => 
   });
 });
 
+/** The default user agents of HTTP client libraries that apps and backends post events with. */
+const HTTP_CLIENT_UAS = [
+  'okhttp/4.9.3',
+  'axios/1.6.8',
+  'node-fetch/1.0 (+https://github.com/bitinn/node-fetch)',
+  'undici',
+  'curl/7.88.1',
+  'python-requests/2.34.2',
+  'Go-http-client/2.0',
+];
+const CRAWLER_UAS = [
+  GOOGLEBOT_UA,
+  'Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)',
+  'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/126.0.0.0 Safari/537.36',
+];
+
+describe.each(FRAMEWORKS)('the bot rule of req.track on %s', (framework) => {
+  test('HTTP client libraries: their events are sent, their page GETs are no pageviews', async () => {
+    const { middleware, server } = setup(framework, { siteUrl: 'https://shop.example' });
+    for (const ua of HTTP_CLIENT_UAS) {
+      await request(server).get('/').set('User-Agent', ua).expect(200);
+      await request(server).post('/checkout').set('User-Agent', ua).expect(303);
+    }
+    const events = await collector.waitFor(HTTP_CLIENT_UAS.length);
+    await middleware.tracker.flush();
+    expect(collector.events).toHaveLength(HTTP_CLIENT_UAS.length);
+    expect(events.map((e) => [e.type, e.name])).toEqual(
+      HTTP_CLIENT_UAS.map(() => ['event', 'purchase']),
+    );
+    expect(events.map((e) => e.headers['user-agent']).sort()).toEqual([...HTTP_CLIENT_UAS].sort());
+    expect(middleware.tracker.stats()).toMatchObject({
+      enqueued: HTTP_CLIENT_UAS.length,
+      delivered: HTTP_CLIENT_UAS.length,
+    });
+  });
+
+  test('crawlers and headless browsers: no event, on a form post or on a page', async () => {
+    const { middleware, server } = setup(framework);
+    for (const ua of CRAWLER_UAS) {
+      await request(server).post('/checkout').set('User-Agent', ua).expect(303);
+      // A page GET whose handler calls req.track('thanks_seen').
+      await request(server).get('/thanks').set('User-Agent', ua).expect(200);
+    }
+    await expectOnlySentinel(server, middleware);
+  });
+});
+
+describe('the bot rule of req.track', () => {
+  test("real clients: Node's fetch and undici's", async () => {
+    const { middleware, server } = setup('express5');
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(server.address() as import('node:net').AddressInfo).port}`;
+    const { fetch: undiciFetch } = await import('undici');
+    try {
+      for (const send of [fetch, undiciFetch] as const) {
+        const res = await send(`${url}/checkout`, { method: 'POST', redirect: 'manual' });
+        expect(res.status).toBe(303);
+        await res.arrayBuffer();
+      }
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
+    const events = await collector.waitFor(2);
+    await middleware.tracker.flush();
+    expect(events.map((e) => e.headers['user-agent']).sort()).toEqual(['node', 'undici']);
+    expect(events.every((e) => e.name === 'purchase')).toBe(true);
+  });
+
+  test("the app's isBot gets the events' verdict for req.track and still decides", async () => {
+    const seen: Array<[string | undefined, boolean]> = [];
+    const { middleware, server } = setup('express5', {
+      isBot: (ua, verdict) => {
+        seen.push([ua, verdict]);
+        return verdict || ua === 'axios/1.6.8';
+      },
+    });
+    await request(server).get('/').set('User-Agent', 'okhttp/4.9.3').expect(200);
+    await request(server).post('/checkout').set('User-Agent', 'okhttp/4.9.3').expect(303);
+    await request(server).post('/checkout').set('User-Agent', 'axios/1.6.8').expect(303);
+    const [event] = await collector.waitFor(1);
+    await middleware.tracker.flush();
+    expect(collector.events).toHaveLength(1);
+    expect(event!.headers['user-agent']).toBe('okhttp/4.9.3');
+    expect(seen).toEqual([
+      ['okhttp/4.9.3', true],
+      ['okhttp/4.9.3', false],
+      ['axios/1.6.8', false],
+    ]);
+  });
+
+  test('skipBots: false sends the events of crawlers too', async () => {
+    const { server } = setup('express5', { skipBots: false });
+    await request(server).post('/checkout').set('User-Agent', GOOGLEBOT_UA).expect(303);
+    const [event] = await collector.waitFor(1);
+    expect(event!.name).toBe('purchase');
+  });
+});
+
 describe('options that change the rules', () => {
   test('the debug log says why a request was not a pageview', async () => {
     const lines: string[] = [];

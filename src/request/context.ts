@@ -6,7 +6,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { AnalyticsConfig } from '../options.js';
-import { isBotRequest } from './bots.js';
+import { isBotRequest, isTrackBotRequest } from './bots.js';
 import { ipFromHeader, resolveClientIp } from './client-ip.js';
 import { parseDevice, type DeviceInfo } from './device.js';
 import { clientHintsOf, type ClientHints } from './forwarded-headers.js';
@@ -25,7 +25,11 @@ export interface RequestAnalytics {
   readonly url: string | undefined;
   /** The `Referer` with the query policy applied; undefined when absent or invalid. */
   readonly referrer: string | undefined;
-  /** Whether the visitor is a bot by the middleware's test (isbot and your `isBot`). */
+  /**
+   * Whether the visitor is a bot by the pageview rule (isbot, then your `isBot`). `req.track`
+   * uses a narrower rule, in which HTTP client libraries (okhttp, axios, curl, ...) are not
+   * bots, so an event can be sent for a request where this is `true`.
+   */
   readonly isBot: boolean;
   /** Browser, OS and device type (ua-parser-js), parsed when first read. */
   readonly device: DeviceInfo;
@@ -152,22 +156,31 @@ export class RequestContext implements RequestAnalytics {
   }
 
   /**
-   * The referrer when it is a page of this site (same origin as `siteUrl`, or as the request):
-   * the page a form post or API call came from. Undefined for another site's page.
+   * The page a form post or API call came from: the referrer, when `siteUrl` is set only if it
+   * is on `siteUrl`'s host (any scheme or port: a proxy may have ended TLS or served another
+   * port). Without `siteUrl` there is nothing to test it against: the request's own origin is
+   * not the page's behind a proxy that ends TLS or rewrites `Host`, so the referrer is used as
+   * it is.
    */
-  get sitePageReferrer(): string | undefined {
+  get referringPage(): string | undefined {
     const referrer = this.referrer;
-    if (referrer === undefined) return undefined;
-    const site = this.#config.siteUrl ?? this.origin;
-    if (site === undefined) return undefined;
-    return referrer === site || referrer.startsWith(`${site}/`) || referrer.startsWith(`${site}?`)
-      ? referrer
-      : undefined;
+    const { siteUrl } = this.#config;
+    if (referrer === undefined || siteUrl === undefined) return referrer;
+    const host = hostnameOf(referrer);
+    return host !== undefined && host === hostnameOf(siteUrl) ? referrer : undefined;
   }
 
   get isBot(): boolean {
     if (this.#isBot === UNSET) this.#isBot = isBotRequest(this.userAgent, this.#config.isBot);
     return this.#isBot;
+  }
+
+  /**
+   * The bot verdict for `req.track`: crawlers, not HTTP client libraries; then the app's `isBot`.
+   * Not kept: it is read once per `req.track` call, and a field would cost every request.
+   */
+  get isTrackBot(): boolean {
+    return isTrackBotRequest(this.userAgent, this.#config.isBot);
   }
 
   get device(): DeviceInfo {
@@ -193,4 +206,15 @@ export class RequestContext implements RequestAnalytics {
   [Symbol.for('nodejs.util.inspect.custom')](): object {
     return { ...this.toJSON(), device: this.device };
   }
+}
+
+/**
+ * The hostname of a URL as `referrerUrl` and the options leave it (the parser's form: lower
+ * case, punycode), without a trailing dot; undefined when there is none.
+ */
+function hostnameOf(url: string): string | undefined {
+  const m = /^[a-z][a-z0-9+.-]*:\/\/(?:[^@/?#]*@)?(\[[^\]/?#]*\]|[^:/?#]*)/i.exec(url);
+  if (m === null || m[1] === '') return undefined;
+  const host = m[1]!.toLowerCase();
+  return host.endsWith('.') ? host.slice(0, -1) : host;
 }
