@@ -10,6 +10,7 @@ export type { DeviceInfo } from './request/device.js';
 export type { CloseOptions, EventData, Tracker, Visitor, WireEvent } from './tracker.js';
 export type { AnalyticsOptions, PathPattern, TrackerOptions } from './options.js';
 export type { TrackerStats, FailReason, DropReason } from './delivery/delivery.js';
+export type { ConcurrencyStats } from './delivery/adaptive-limit.js';
 export type { Transport, TransportRequest, TransportResponse } from './delivery/transport.js';
 export type { Logger } from './logger.js';
 export type { ClientHints } from './request/forwarded-headers.js';

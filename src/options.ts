@@ -8,6 +8,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { compileTrust, type TrustFunction, type TrustProxy } from './request/trust.js';
 import { consoleLogger, Reporter, type Logger } from './logger.js';
 import type { Transport } from './delivery/transport.js';
+import { resolveProxy } from './delivery/proxy-transport.js';
 import type { EngineOptions } from './delivery/engine.js';
 import type { Tracker, WireEvent } from './tracker.js';
 import type { RequestAnalytics } from './request/context.js';
@@ -16,6 +17,10 @@ import { isPageStatus } from './request/pageview-rules.js';
 
 export const DEFAULT_HOST = 'https://api.zenovay.com';
 export const TRACKING_CODE_ENV = 'ZENOVAY_TRACKING_CODE';
+/** The most requests in flight, and connections open, to the endpoint: any setting. */
+export const MAX_CONNECTIONS = 512;
+/** The adaptive limit's default ceiling. */
+export const DEFAULT_MAX_CONCURRENCY = 256;
 const TRACKING_CODE_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** Options of `createTracker()`; `analytics()` accepts them too. */
@@ -41,10 +46,19 @@ export interface TrackerOptions {
    */
   siteUrl?: string;
   /**
-   * How many requests to the endpoint may be in flight at once (1-1000).
-   * @default 10
+   * How many requests to the endpoint may be in flight at once. `'auto'` adapts the limit to the
+   * endpoint's distance and health: it grows while events wait and the endpoint's latency holds,
+   * and shrinks on 429s, 5xx answers, timeouts, network errors and latency that climbs (see
+   * `maxConcurrency`). A number (1-512) is a fixed limit.
+   * @default 'auto'
    */
-  concurrency?: number;
+  concurrency?: number | 'auto';
+  /**
+   * The ceiling of the adaptive limit (`concurrency: 'auto'`), and so of the connections to the
+   * endpoint (1-512). Ignored with a fixed `concurrency`.
+   * @default 256
+   */
+  maxConcurrency?: number;
   /**
    * How many events may wait for a free connection. Past it, new events are dropped (reason
    * `queue_full`) instead of growing memory.
@@ -100,6 +114,16 @@ export interface TrackerOptions {
    */
   anonymizeIp?: boolean;
   /**
+   * The HTTP proxy to reach the endpoint through: its URL, with credentials when it needs them
+   * (`'http://user:pass@proxy.internal:3128'`). `false` goes direct whatever the environment
+   * says. When not given, the environment decides once, at construction, as curl and Node do:
+   * `https_proxy` / `HTTPS_PROXY` for an https endpoint (`http_proxy` / `HTTP_PROXY` for an http
+   * one), unless `no_proxy` / `NO_PROXY` lists the endpoint's host. An https endpoint is reached
+   * through a CONNECT tunnel (undici's `ProxyAgent`). Not used with a custom `transport`.
+   * @default from the environment variables (direct when none is set)
+   */
+  proxy?: string | false;
+  /**
    * Sends one request to the endpoint. Replace it to route events elsewhere (a proxy, a queue,
    * a test double).
    * @default the package's keep-alive HTTP/1.1 client (`http:` and `https:`)
@@ -123,9 +147,9 @@ export type PathPattern = string | RegExp;
 export interface AnalyticsOptions extends TrackerOptions {
   /**
    * An existing tracker to send through (shared with webhooks or other middleware). The
-   * delivery options (`trackingCode`, `host`, `concurrency`, `maxQueueSize`, `timeout`,
+   * delivery options (`trackingCode`, `host`, `concurrency`, `maxConcurrency`, `maxQueueSize`, `timeout`,
    * `maxRetries`, `retryDelay`, `maxRetryDelay`, `visitorRateLimit`, `globalRateLimit`,
-   * `anonymizeIp`, `transport`, `worker`) then belong to that tracker and may not be given here.
+   * `anonymizeIp`, `proxy`, `transport`, `worker`) then belong to that tracker and may not be given here.
    * @default a new tracker built from these options
    */
   tracker?: Tracker;
@@ -166,9 +190,11 @@ export interface AnalyticsOptions extends TrackerOptions {
    */
   countStatus?: (status: number) => boolean;
   /**
-   * Your own bot test, given the user agent and isbot's verdict: return the final verdict
-   * (extend: `(ua, bot) => bot || /MyMonitor/.test(ua ?? '')`; replace: ignore `bot`).
-   * @default undefined (isbot alone; a missing or empty user agent is a bot)
+   * Your own bot test, given the user agent and the rule's verdict: return the final verdict
+   * (extend: `(ua, bot) => bot || /MyMonitor/.test(ua ?? '')`; replace: ignore `bot`). For
+   * pageviews the verdict is isbot's; for `req.track` it is the events' rule, in which HTTP
+   * client libraries (okhttp, axios, curl, ...) are not bots and crawlers are.
+   * @default undefined (the rules alone; a missing or empty user agent is a bot)
    */
   isBot?: BotTest;
   /**
@@ -198,7 +224,8 @@ export interface AnalyticsOptions extends TrackerOptions {
    */
   skipPrefetch?: boolean;
   /**
-   * Skip bots (isbot); a missing or empty `User-Agent` is a bot. Applies to `req.track` too.
+   * Skip bots (isbot); a missing or empty `User-Agent` is a bot. Applies to `req.track` too,
+   * where only crawlers are bots: HTTP client libraries (okhttp, axios, curl, ...) are not.
    * @default true
    */
   skipBots?: boolean;
@@ -217,6 +244,8 @@ export interface TrackerConfig extends Omit<EngineOptions, 'transport' | 'random
   anonymizeIp: boolean;
   /** undefined: the default keep-alive HTTP transport. */
   transport: Transport | undefined;
+  /** The proxy's URL (credentials included), or undefined: direct (or a custom transport). */
+  proxy: string | undefined;
   /** Delivery runs on a worker thread. */
   worker: boolean;
 }
@@ -260,6 +289,7 @@ const DELIVERY_KEYS = [
   'trackingCode',
   'host',
   'concurrency',
+  'maxConcurrency',
   'maxQueueSize',
   'timeout',
   'maxRetries',
@@ -268,6 +298,7 @@ const DELIVERY_KEYS = [
   'visitorRateLimit',
   'globalRateLimit',
   'anonymizeIp',
+  'proxy',
   'transport',
   'worker',
 ] as const satisfies readonly (keyof TrackerOptions)[];
@@ -368,7 +399,15 @@ function buildTrackerConfig(opts: TrackerOptions, caller: string): TrackerConfig
     trackingCode,
     endpoint: `${host}/e/${trackingCode}`,
     siteUrl: resolveSiteUrl(opts.siteUrl, caller),
-    concurrency: integer(opts.concurrency, 'concurrency', 10, 1, 1000, caller),
+    concurrency: resolveConcurrency(opts.concurrency, caller),
+    maxConcurrency: integer(
+      opts.maxConcurrency,
+      'maxConcurrency',
+      DEFAULT_MAX_CONCURRENCY,
+      1,
+      MAX_CONNECTIONS,
+      caller,
+    ),
     maxQueueSize: integer(opts.maxQueueSize, 'maxQueueSize', 10_000, 0, 10_000_000, caller),
     timeoutMs: integer(opts.timeout, 'timeout', 5000, 1, 600_000, caller),
     maxRetries: integer(opts.maxRetries, 'maxRetries', 3, 0, 100, caller),
@@ -379,8 +418,25 @@ function buildTrackerConfig(opts: TrackerOptions, caller: string): TrackerConfig
     anonymizeIp: bool(opts.anonymizeIp, 'anonymizeIp', false, caller),
     reporter: new Reporter(resolveLogger(opts.logger, caller)),
     transport,
+    proxy: resolveProxy(opts.proxy, host, transport !== undefined, caller),
     worker: resolveWorker(opts.worker, transport, caller),
   };
+}
+
+function resolveConcurrency(value: unknown, caller: string): number | 'auto' {
+  if (value === undefined || value === 'auto') return 'auto';
+  if (
+    typeof value === 'number' &&
+    Number.isInteger(value) &&
+    value >= 1 &&
+    value <= MAX_CONNECTIONS
+  ) {
+    return value;
+  }
+  throw new TypeError(
+    `zenovay-express: ${caller}() option \`concurrency\` must be 'auto' (the default: the limit ` +
+      `adapts to the endpoint) or a whole number from 1 to ${MAX_CONNECTIONS} (a fixed limit), got ${describe(value)}.`,
+  );
 }
 
 function resolveWorker(value: unknown, transport: Transport | undefined, caller: string): boolean {

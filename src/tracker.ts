@@ -5,7 +5,7 @@
  */
 import { MAX_TIMER_MS, type Delivery, type TrackerStats } from './delivery/delivery.js';
 import { DeliveryEngine } from './delivery/engine.js';
-import { createLeanTransport } from './delivery/lean-transport.js';
+import { createDefaultTransport } from './delivery/default-transport.js';
 import { WorkerDelivery } from './delivery/worker-delivery.js';
 import type { TrackerEventName, TrackerListener } from './delivery/events.js';
 import {
@@ -109,6 +109,8 @@ export class ZenovayTracker implements Tracker {
     const engine = {
       endpoint: config.endpoint,
       concurrency: config.concurrency,
+      maxConcurrency: config.maxConcurrency,
+      proxy: config.proxy,
       maxQueueSize: config.maxQueueSize,
       timeoutMs: config.timeoutMs,
       maxRetries: config.maxRetries,
@@ -122,7 +124,7 @@ export class ZenovayTracker implements Tracker {
       : new DeliveryEngine({
           ...engine,
           reporter,
-          transport: transport ?? createLeanTransport({ maxSockets: config.concurrency }),
+          transport: transport ?? createDefaultTransport(engine),
         });
   }
 

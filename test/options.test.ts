@@ -17,7 +17,8 @@ test('defaults', () => {
     trackingCode: 'abc',
     endpoint: 'https://api.zenovay.com/e/abc',
     siteUrl: undefined,
-    concurrency: 10,
+    concurrency: 'auto',
+    maxConcurrency: 256,
     maxQueueSize: 10_000,
     timeoutMs: 5000,
     transport: undefined,
@@ -90,9 +91,20 @@ test.each<[string, Record<string, unknown>, RegExp]>([
   [
     'concurrency 0',
     { concurrency: 0 },
-    /`concurrency` must be a whole number from 1 to 1000, got 0 \(number\)/,
+    /`concurrency` must be 'auto' \(the default: the limit adapts to the endpoint\) or a whole number from 1 to 512 \(a fixed limit\), got 0 \(number\)/,
   ],
   ['concurrency as string', { concurrency: '5' }, /got "5" \(string\)/],
+  ['concurrency above 512', { concurrency: 513 }, /from 1 to 512.*got 513/],
+  [
+    'maxConcurrency 0',
+    { maxConcurrency: 0 },
+    /`maxConcurrency` must be a whole number from 1 to 512/,
+  ],
+  [
+    'maxConcurrency above 512',
+    { maxConcurrency: 600 },
+    /`maxConcurrency` must be a whole number from 1 to 512, got 600/,
+  ],
   ['negative maxQueueSize', { maxQueueSize: -1 }, /`maxQueueSize` must be a whole number/],
   ['fractional timeout', { timeout: 1.5 }, /`timeout` must be a whole number/],
   ['logger that is a string', { logger: 'console' }, /`logger` must be an object/],
@@ -107,6 +119,15 @@ test.each<[string, Record<string, unknown>, RegExp]>([
     'worker: true with a custom transport',
     { worker: true, transport: { send: () => Promise.resolve({ status: 202 }) } },
     /`worker: true` and a custom `transport`/,
+  ],
+  ['proxy without a scheme', { proxy: 'proxy.corp:3128' }, /`proxy` has no scheme \(http:\/\//],
+  ['proxy that is not http', { proxy: 'socks5://p:1080' }, /`proxy` has the scheme socks5:/],
+  ['proxy with a path', { proxy: 'http://p:3128/x' }, /`proxy` has a path, query or fragment/],
+  ['proxy: true', { proxy: true }, /`proxy` must be the proxy's URL.*or false.*got true/],
+  [
+    'proxy beside a custom transport',
+    { proxy: 'http://p:3128', transport: { send: () => Promise.resolve({ status: 202 }) } },
+    /both `proxy` and a custom `transport`/,
   ],
 ])('createTracker: %s', (_what, options, message) => {
   expect(() => createTracker({ trackingCode: 'abc', ...options })).toThrow(message);
@@ -123,6 +144,21 @@ test.each<[string, Record<string, unknown>, RegExp]>([
   ['a typo of a rule', { skipBot: false }, /Did you mean `skipBots`\?/],
 ])('analytics: %s', (_what, options, message) => {
   expect(() => analytics({ trackingCode: 'abc', logger: false, ...options })).toThrow(message);
+});
+
+test('proxy: a URL is kept (credentials too) for the transport; a bad one is quoted without them', () => {
+  const config = resolveTrackerOptions({
+    trackingCode: 'abc',
+    proxy: 'http://me:pw@p.example:3128',
+  });
+  expect(config.proxy).toBe('http://me:pw@p.example:3128/');
+  expect(resolveTrackerOptions({ trackingCode: 'abc', proxy: false }).proxy).toBeUndefined();
+  expect(() => createTracker({ trackingCode: 'abc', proxy: 'ftp://me:hunter2@p:21' })).toThrow(
+    /got "ftp:\/\/\*\*\*@p:21"/,
+  );
+  expect(() => createTracker({ trackingCode: 'abc', proxy: 'ftp://me:hunter2@p:21' })).not.toThrow(
+    /hunter2/,
+  );
 });
 
 test('app.use(analytics) without calling it is caught with the fix', () => {

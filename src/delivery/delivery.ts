@@ -3,6 +3,7 @@
  * (`engine.ts`) and the worker-thread client (`worker-delivery.ts`) both implement it.
  */
 import type { Reporter } from '../logger.js';
+import type { ConcurrencyStats } from './adaptive-limit.js';
 import type { Emitter } from './events.js';
 
 /** Why an event was given up after trying. */
@@ -33,6 +34,8 @@ export interface TrackerStats {
   };
   /** `'open'` while sending is paused because the endpoint is unreachable. */
   circuit: 'closed' | 'open' | 'half_open';
+  /** The in-flight limit now, and the endpoint's latency as delivery sees it. */
+  concurrency: ConcurrencyStats;
 }
 
 /** How an event ended. */
@@ -111,7 +114,7 @@ export function reportQueueFull(reporter: Reporter, maxQueueSize: number): void 
   reporter.warn(
     'ZENOVAY_QUEUE_FULL',
     `${maxQueueSize} events are already waiting to be sent; new events are dropped until ` +
-      'the queue drains. The endpoint may be slow or unreachable; raise `maxQueueSize` or `concurrency` if it is not.',
+      'the queue drains. The endpoint may be slow or unreachable; raise `maxQueueSize` (or `maxConcurrency`) if it is not.',
   );
 }
 

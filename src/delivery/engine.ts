@@ -6,7 +6,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import PQueue from 'p-queue';
+import { performance } from 'node:perf_hooks';
 import type { Reporter } from '../logger.js';
+import { createLimit, type AttemptSignal, type ConcurrencyLimit } from './adaptive-limit.js';
 import { Emitter } from './events.js';
 import { Ledger } from './ledger.js';
 import { RateGuard } from './rate-guard.js';
@@ -31,7 +33,10 @@ export type { DropReason, FailReason, TrackerStats } from './delivery.js';
 export interface EngineOptions {
   /** `{host}/e/{trackingCode}` */
   endpoint: string;
-  concurrency: number;
+  /** A fixed limit of requests in flight, or `'auto'`: adapted between a floor and `maxConcurrency`. */
+  concurrency: number | 'auto';
+  /** The adaptive limit's ceiling. */
+  maxConcurrency: number;
   maxQueueSize: number;
   timeoutMs: number;
   maxRetries: number;
@@ -86,6 +91,8 @@ export class DeliveryEngine implements Delivery {
   /** The controllers of the attempts in flight, so that close() can abort them. */
   private readonly attempts = new Set<AbortController>();
   private readonly guard: RateGuard | undefined;
+  /** How many requests may be in flight: adaptive (`'auto'`) or fixed. */
+  private readonly limit: ConcurrencyLimit;
   private readonly random: () => number;
   private closing: Promise<void> | undefined;
   /** The built-in client's `sendWithin`: a deadline instead of an AbortController per attempt. */
@@ -109,8 +116,9 @@ export class DeliveryEngine implements Delivery {
 
   constructor(private readonly options: EngineOptions) {
     const rate = options.globalRateLimit;
+    this.limit = createLimit(options.concurrency, options.maxConcurrency);
     this.queue = new PQueue({
-      concurrency: options.concurrency,
+      concurrency: this.limit.current,
       ...(rate ? { intervalCap: rate.limit, interval: rate.interval } : {}),
     });
     this.guard = options.visitorRateLimit ? new RateGuard() : undefined;
@@ -187,6 +195,7 @@ export class DeliveryEngine implements Delivery {
       inFlight: this.inFlight,
       reasons: { failed: { ...this.failed }, dropped: { ...this.dropped } },
       circuit: this.circuit,
+      concurrency: this.limit.stats(),
     };
   }
 
@@ -198,6 +207,7 @@ export class DeliveryEngine implements Delivery {
    */
   private enqueue(job: Job, priority: number): void {
     job.state = 'queued';
+    this.limit.arrived();
     (priority > 0 ? this.retryBacklog : this.backlog).push(job);
     this.pump();
   }
@@ -239,6 +249,7 @@ export class DeliveryEngine implements Delivery {
       body: job.body,
     };
     const within = this.sendWithin;
+    const started = performance.now();
     if (within !== undefined) {
       // The built-in client keeps the deadline itself, and close() ends what is in flight.
       try {
@@ -248,7 +259,7 @@ export class DeliveryEngine implements Delivery {
       } catch (error) {
         result = this.classifyError(error);
       }
-      this.finish(job, result, snippet);
+      this.finish(job, result, snippet, started);
       return;
     }
     // One controller per attempt, aborted by its own timer or by close(): AbortSignal.timeout()
@@ -273,17 +284,28 @@ export class DeliveryEngine implements Delivery {
       clearTimeout(timer);
       this.attempts.delete(controller);
     }
-    this.finish(job, result, snippet);
+    this.finish(job, result, snippet, started);
   }
 
-  private finish(job: Job, result: AttemptResult, snippet: string): void {
+  private finish(job: Job, result: AttemptResult, snippet: string, started: number): void {
     this.inFlight--;
     if (this.shutdown.signal.aborted && result.kind !== 'delivered') {
       this.settle(job, { kind: 'dropped', reason: 'closed' });
     } else {
+      this.adjustLimit(result, started);
       this.handle(job, result, snippet);
     }
     this.pump();
+  }
+
+  /** Tells the in-flight limit how the attempt went; applies a new limit at once. */
+  private adjustLimit(result: AttemptResult, started: number): void {
+    const now = performance.now();
+    const q = this.queue;
+    const waiting = this.backlog.length + this.retryBacklog.length + q.size;
+    if (this.limit.sample(now, now - started, signalOf(result), waiting, this.inFlight)) {
+      if (this.circuit !== 'half_open') q.concurrency = this.limit.current;
+    }
   }
 
   private handle(job: Job, result: AttemptResult, snippet: string): void {
@@ -503,7 +525,7 @@ export class DeliveryEngine implements Delivery {
   /** Pauses or runs the queue, with one request at a time while the circuit probes. */
   private updateGate(): void {
     const paused = this.throttleTimer !== undefined || this.circuit === 'open';
-    const concurrency = this.circuit === 'half_open' ? 1 : this.options.concurrency;
+    const concurrency = this.circuit === 'half_open' ? 1 : this.limit.current;
     if (this.queue.concurrency !== concurrency) this.queue.concurrency = concurrency;
     if (paused) this.queue.pause();
     else this.queue.start();
@@ -556,6 +578,19 @@ export class DeliveryEngine implements Delivery {
     this.throttleTimer = undefined;
     this.circuitTimer = undefined;
     await this.options.transport.close?.();
+  }
+}
+
+/** What an attempt's result says about the endpoint's load. */
+function signalOf(result: AttemptResult): AttemptSignal {
+  switch (result.kind) {
+    case 'delivered':
+    case 'permanent':
+      return 'ok';
+    case 'throttled':
+      return 'throttled';
+    default:
+      return 'overload';
   }
 }
 

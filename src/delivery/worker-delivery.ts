@@ -29,10 +29,11 @@ import {
   type Settled,
   type TrackerStats,
 } from './delivery.js';
+import { createLimit } from './adaptive-limit.js';
 import { DeliveryEngine } from './engine.js';
 import { Emitter, EVENT_NAMES } from './events.js';
 import { Ledger } from './ledger.js';
-import { createLeanTransport } from './lean-transport.js';
+import { connectionCap, createDefaultTransport } from './default-transport.js';
 import type { QueryPolicy } from '../options.js';
 import {
   buildPageview,
@@ -138,9 +139,12 @@ export class WorkerDelivery implements Delivery {
   private workerRetries = 0;
   private workerInFlight = 0;
   private circuit: TrackerStats['circuit'] = 'closed';
+  /** The worker's in-flight limit as of its last report. */
+  private concurrency: TrackerStats['concurrency'];
 
   constructor(private readonly options: WorkerDeliveryOptions) {
-    this.bound = options.config.maxQueueSize + options.config.concurrency;
+    this.bound = options.config.maxQueueSize + connectionCap(options.config);
+    this.concurrency = startingLimit(options.config);
     this.open = new Ledger();
     this.stallMs = options.stallMs ?? STALL_MS;
     this.calmDelayMs = options.calmDelayMs ?? CALM_DELAY_MS;
@@ -317,6 +321,7 @@ export class WorkerDelivery implements Delivery {
         dropped: { ...this.reasons.dropped },
       },
       circuit: live ? live.circuit : this.circuit,
+      concurrency: live ? live.concurrency : { ...this.concurrency },
     };
   }
 
@@ -400,6 +405,7 @@ export class WorkerDelivery implements Delivery {
     this.workerInFlight = 0;
     if (this.circuit !== 'closed') this.events.emit('circuit', { state: 'closed', failures: 0 });
     this.circuit = 'closed';
+    this.concurrency = startingLimit(this.options.config);
   }
 
   private onCrash(why: string): void {
@@ -437,7 +443,7 @@ export class WorkerDelivery implements Delivery {
     this.watch(false);
     const inline = new DeliveryEngine({
       ...this.options.config,
-      transport: createLeanTransport({ maxSockets: this.options.config.concurrency }),
+      transport: createDefaultTransport(this.options.config),
       reporter: this.options.reporter,
     });
     for (const name of EVENT_NAMES) {
@@ -535,6 +541,7 @@ export class WorkerDelivery implements Delivery {
     this.workerRetries = message.retries;
     this.workerInFlight = message.inFlight;
     this.circuit = message.circuit;
+    this.concurrency = message.concurrency;
     for (const [name, payload] of message.emitted) this.events.emit(name, payload as never);
     // The main thread's reporter throttles again: one minute per code across threads and restarts.
     for (const [level, code, text] of message.logs) this.options.reporter[level](code, text);
@@ -647,4 +654,12 @@ function encodedOf(event: OpenEvent): string {
 
 function describeError(error: unknown): string {
   return (error as Error | undefined)?.message ?? String(error);
+}
+
+/** A new engine's limit, before it has said anything. */
+function startingLimit(config: {
+  concurrency: number | 'auto';
+  maxConcurrency: number;
+}): TrackerStats['concurrency'] {
+  return createLimit(config.concurrency, config.maxConcurrency).stats();
 }

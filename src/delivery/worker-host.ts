@@ -8,7 +8,7 @@ import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { Reporter, type ReportLevel } from '../logger.js';
 import { DeliveryEngine } from './engine.js';
 import { EVENT_NAMES, type TrackerEventName, type TrackerEvents } from './events.js';
-import { createLeanTransport } from './lean-transport.js';
+import { createDefaultTransport } from './default-transport.js';
 import type { QueryPolicy } from '../options.js';
 import { buildPageview, tooLargeMessage } from '../request/pageview-event.js';
 import type { EventHeaders } from './delivery.js';
@@ -50,7 +50,7 @@ class ForwardingReporter extends Reporter {
 const reporter = new ForwardingReporter({});
 const engine = new DeliveryEngine({
   ...config,
-  transport: createLeanTransport({ maxSockets: config.concurrency }),
+  transport: createDefaultTransport(config),
   reporter,
 });
 
@@ -97,6 +97,7 @@ function report(): void {
     retries: stats.retries,
     inFlight: stats.inFlight,
     circuit: stats.circuit,
+    concurrency: stats.concurrency,
     emitted,
     logs,
   };

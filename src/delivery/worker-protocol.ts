@@ -24,6 +24,8 @@ export type WorkerConfig = Omit<EngineOptions, 'transport' | 'reporter' | 'rando
   calmDelayMs: number;
   /** Pageviews the worker builds forward an anonymised IP. */
   anonymizeIp: boolean;
+  /** The proxy's URL (credentials included) when the endpoint is reached through one. */
+  proxy?: string | undefined;
 };
 
 export type ToWorker =
@@ -49,6 +51,7 @@ export type FromWorker =
       retries: number;
       inFlight: number;
       circuit: TrackerStats['circuit'];
+      concurrency: TrackerStats['concurrency'];
       emitted: [TrackerEventName, TrackerEvents[TrackerEventName]][];
       /** Reports of the worker's engine, throttled again by the main thread's reporter. */
       logs: [ReportLevel, string, string][];

@@ -1,8 +1,11 @@
 /** `zenovay-express/testing`: the public testing kit. */
 export { createTestCollector } from './collector.js';
 export type {
+  Brownout,
+  BrownoutOptions,
   CollectorAnswer,
   CollectorFault,
+  CollectorLatency,
   CollectorResponse,
   RecordedEvent,
   TestCollector,

@@ -247,6 +247,16 @@ const SCRIPT = `
         statRow(body, 'failed', s.failed, reasonsText(s.reasons.failed));
         statRow(body, 'dropped', s.dropped, reasonsText(s.reasons.dropped));
         statRow(body, 'circuit', s.circuit);
+        if (s.concurrency) {
+          var c = s.concurrency;
+          statRow(
+            body,
+            'in-flight limit',
+            c.limit,
+            c.adaptive ? 'adaptive' + (c.baselineMs === undefined ? '' : ', baseline ' + c.baselineMs + ' ms') : 'fixed',
+          );
+          statRow(body, 'latency', c.latencyMs === undefined ? '-' : c.latencyMs + ' ms');
+        }
         table.append(body);
         part.append(table);
         return part;

@@ -356,7 +356,25 @@ export async function createInspector(options: InspectorOptions = {}): Promise<I
     get requestCount() {
       return inner.requestCount;
     },
+    // What the collector behind the page sees: forwarded requests (the page's own are not
+    // counted), on this server's connections to it.
+    get connectionCount() {
+      return inner.connectionCount;
+    },
+    get connections() {
+      return inner.connections;
+    },
+    get maxConnections() {
+      return inner.maxConnections;
+    },
+    get openRequests() {
+      return inner.openRequests;
+    },
+    get maxOpenRequests() {
+      return inner.maxOpenRequests;
+    },
     waitFor: (n, waitOptions) => inner.waitFor(n, waitOptions),
+    brownout: (brownoutOptions) => inner.brownout(brownoutOptions),
     reset() {
       inner.reset();
       board.reset();

@@ -34,6 +34,7 @@ function engine(
   return new DeliveryEngine({
     endpoint: 'http://127.0.0.1:9/e/x',
     concurrency: 4,
+    maxConcurrency: 256,
     maxQueueSize: 100,
     timeoutMs: 5000,
     maxRetries: 3,

@@ -78,6 +78,7 @@ function bareDelivery(
       endpoint: `${host}/e/bare`,
       anonymizeIp: false,
       concurrency: 2,
+      maxConcurrency: 256,
       maxQueueSize,
       timeoutMs: 10_000,
       maxRetries: 0,

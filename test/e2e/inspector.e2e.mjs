@@ -267,7 +267,16 @@ try {
           );
           const stat = (name) =>
             Number(tracker?.querySelector(`tr[data-stat="${name}"] .num`)?.textContent);
-          return stat('delivered') === 7 && stat('failed') === 0 && stat('dropped') === 0;
+          return (
+            stat('delivered') === 7 &&
+            stat('failed') === 0 &&
+            stat('dropped') === 0 &&
+            // The adaptive in-flight limit, and the latency it sees.
+            stat('in-flight limit') >= 4 &&
+            /^\d+(\.\d+)? ms$/.test(
+              tracker?.querySelector('tr[data-stat="latency"] .num')?.textContent ?? '',
+            )
+          );
         },
         undefined,
         { timeout: TIMEOUT },

@@ -24,6 +24,7 @@ analytics({
   trackingCode: 'x',
   siteUrl: 'https://shop.example',
   concurrency: 5,
+  maxConcurrency: 100,
   trustProxy: 'loopback',
   queryParams: ['utm_*', 'ref'],
   skipPaths: ['/admin', /^\/preview\//],
@@ -45,8 +46,10 @@ analytics({ trackingcode: 'x' });
 createTracker({ trackingcode: 'x' });
 
 // A wrong option type.
-// @ts-expect-error -- concurrency is a number
+// @ts-expect-error -- concurrency is a number or 'auto'
 analytics({ concurrency: '5' });
+analytics({ concurrency: 'auto' });
+expectTypeOf<TrackerOptions['concurrency']>().toEqualTypeOf<number | 'auto' | undefined>();
 // @ts-expect-error -- a boolean, not a string
 analytics({ skipBots: 'false' });
 // @ts-expect-error -- 'all', 'none' or a list of names

@@ -5,12 +5,12 @@
  */
 import { expectTypeOf } from 'expect-type';
 import { createTracker, type TrackerStats } from 'zenovay-express';
-import { createTestCollector, type RecordedEvent } from 'zenovay-express/testing';
+import { createTestCollector, type Brownout, type RecordedEvent } from 'zenovay-express/testing';
 
 const tracker = createTracker({ trackingCode: 'x' });
 
 // README: stats() returns { enqueued, delivered, failed, dropped, retries, queued, inFlight,
-// reasons, circuit }, with reasons.failed and reasons.dropped broken down by reason. Exactly
+// reasons, circuit, concurrency }, with reasons.failed and reasons.dropped broken down by reason. Exactly
 // these fields: one more or one fewer fails the equality.
 expectTypeOf(tracker.stats()).toEqualTypeOf<{
   enqueued: number;
@@ -31,6 +31,12 @@ expectTypeOf(tracker.stats()).toEqualTypeOf<{
     dropped: { queue_full: number; rate_limited: number; closed: number; invalid: number };
   };
   circuit: 'closed' | 'open' | 'half_open';
+  concurrency: {
+    adaptive: boolean;
+    limit: number;
+    latencyMs: number | undefined;
+    baselineMs: number | undefined;
+  };
 }>();
 expectTypeOf(tracker.stats()).toEqualTypeOf<TrackerStats>();
 
@@ -52,5 +58,16 @@ async function useCollector(): Promise<void> {
   expectTypeOf(collector.events[0]!.data).toEqualTypeOf<Record<string, unknown> | undefined>();
   // @ts-expect-error -- 'hang' and 'reset' are the only faults
   await createTestCollector({ sequence: ['drop'] });
+  // Distance: a latency in ms or per event, brownouts, connection counters.
+  await createTestCollector({ latency: 100 });
+  await createTestCollector({ latency: (event, i) => (event.name === 'x' ? 3000 : i) });
+  // @ts-expect-error -- a number of milliseconds, not a string
+  await createTestCollector({ latency: '100' });
+  const brownout = collector.brownout({ latency: 2000, status: 503, durationMs: 5000 });
+  expectTypeOf(brownout).toEqualTypeOf<Brownout>();
+  expectTypeOf(brownout.active).toBeBoolean();
+  expectTypeOf(brownout.end).returns.toBeVoid();
+  expectTypeOf(collector.maxConnections).toBeNumber();
+  expectTypeOf(collector.maxOpenRequests).toBeNumber();
 }
 expectTypeOf(useCollector).returns.resolves.toBeVoid();
