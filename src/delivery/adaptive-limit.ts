@@ -10,17 +10,19 @@
  * - latency above {@link LATENCY_TOLERANCE} × the baseline (plus {@link LATENCY_SLACK_MS}): cut
  *   in proportion, at most halved: the endpoint is queueing, and more requests would only wait
  *   there;
- * - otherwise, while events waited for a free slot and the latency is near the baseline
- *   ({@link CALM_RATIO}): up to what Little's law asks for the round's arrival rate and backlog,
- *   with {@link HEADROOM}, and at least doubled (at first) or grown by a quarter (after the
- *   first cut); with the latency between calm and the tolerance, by a tenth only;
+ * - otherwise, while events waited for a free slot and the limit is below what Little's law
+ *   asks for the round's arrival rate and backlog (with {@link HEADROOM}): up to that, and at
+ *   least doubled until the first cut (slow start), when the latency is near the baseline
+ *   ({@link CALM_RATIO}); by a tenth with the latency between calm and the tolerance. Events
+ *   that waited for a burst while the limit covers the rate change nothing;
  * - otherwise, when the round used less than half of it: down towards twice what it used, so
  *   that it follows a faster endpoint back down.
  * The baseline is the endpoint's latency without our load. It falls at once with any round's
- * latency, and rises only to what rounds with few requests in flight ({@link LOW_LOAD}) measured
- * over a whole window ({@link BASELINE_WINDOW_MS}): a far endpoint is then told from one that
- * queues our own requests (whose latency is low again at low load), and the limit does not
- * ratchet up on its own queueing.
+ * latency, and rises only with a round that had few requests in flight ({@link LOW_LOAD}): a
+ * far or slow endpoint is then told from one that queues our own requests (whose latency is low
+ * again at low load), and the limit does not ratchet up on its own queueing. Against an endpoint
+ * that slows down for everyone, the limit is cut until it is low, then grows again to what the
+ * new latency needs.
  * Ideas from TCP congestion control (slow start, multiplicative decrease), TCP Vegas and
  * Netflix's concurrency-limits (a latency baseline against the current latency).
  */
@@ -46,8 +48,6 @@ export const UNUSED_DECAY = 0.8;
 export const HEADROOM = 1.5;
 /** Seconds in which the limit means to clear a backlog, on top of the arrival rate. */
 export const DRAIN_SECONDS = 2;
-/** How long the latency must stay higher at low load before the baseline rises to it. */
-export const BASELINE_WINDOW_MS = 5000;
 
 /** How one attempt ended, as far as the limit cares. */
 export type AttemptSignal = 'ok' | 'overload' | 'throttled';
@@ -128,9 +128,6 @@ export class AdaptiveLimit implements ConcurrencyLimit {
 
   private latencyMs: number | undefined;
   private baseline: number | undefined;
-  /** Lowest latency of this window's rounds with few requests in flight. */
-  private lowLoadMin = Infinity;
-  private windowStart = 0;
 
   constructor(ceiling: number) {
     this.ceiling = ceiling;
@@ -155,10 +152,7 @@ export class AdaptiveLimit implements ConcurrencyLimit {
     inFlight: number,
   ): boolean {
     const sentAt = now - rttMs;
-    if (this.roundStart === undefined) {
-      this.roundStart = sentAt;
-      this.windowStart = now;
-    }
+    this.roundStart ??= sentAt;
     // An attempt sent before the round began tells of the limit before the last decision: one
     // decision a round trip, as TCP cuts its window once per window of losses.
     if (sentAt < this.roundStart) return false;
@@ -186,7 +180,10 @@ export class AdaptiveLimit implements ConcurrencyLimit {
     const rtt = this.okCount > 0 ? this.rttSum / this.okCount : undefined;
     if (rtt !== undefined) {
       this.latencyMs = rtt;
-      this.observeLatency(now, rtt);
+      // Any lower latency, or any latency at low load, is the endpoint's own.
+      if (this.baseline === undefined || rtt < this.baseline || this.inFlightMax <= LOW_LOAD) {
+        this.baseline = rtt;
+      }
     }
     const base = this.baseline ?? 0;
     const latency = rtt ?? this.latencyMs ?? 0;
@@ -200,12 +197,18 @@ export class AdaptiveLimit implements ConcurrencyLimit {
     } else if (latency > base * LATENCY_TOLERANCE + LATENCY_SLACK_MS) {
       next = this.value * Math.max(0.5, (base * LATENCY_TOLERANCE + LATENCY_SLACK_MS) / latency);
       this.slowStart = false;
-    } else if (this.demand && latency > base * CALM_RATIO + LATENCY_SLACK_MS) {
-      next = this.value * 1.1;
     } else if (this.demand) {
+      // Little's law: the round's arrivals and backlog, at the round's latency.
       const perSecond = (this.arrivals * 1000) / Math.max(elapsed, 1);
       const need = (perSecond + this.waitingMax / DRAIN_SECONDS) * (latency / 1000) * HEADROOM;
-      next = Math.max(this.value * (this.slowStart ? 2 : 1.25), need);
+      if (need <= this.value) {
+        // Events waited for a burst, not for want of room: the limit covers the rate.
+        this.slowStart = false;
+      } else if (latency > base * CALM_RATIO + LATENCY_SLACK_MS) {
+        next = this.value * 1.1;
+      } else {
+        next = this.slowStart ? Math.max(this.value * 2, need) : need;
+      }
     } else if (this.inFlightMax * 2 < this.value) {
       next = Math.max(this.inFlightMax * 2, this.value * UNUSED_DECAY);
     }
@@ -223,19 +226,6 @@ export class AdaptiveLimit implements ConcurrencyLimit {
     if (current === this.current) return false;
     this.current = current;
     return true;
-  }
-
-  /** The baseline falls with any round; it rises to a whole window's latency at low load. */
-  private observeLatency(now: number, rtt: number): void {
-    if (this.baseline === undefined || rtt < this.baseline) this.baseline = rtt;
-    if (this.inFlightMax <= LOW_LOAD && rtt < this.lowLoadMin) this.lowLoadMin = rtt;
-    if (now - this.windowStart >= BASELINE_WINDOW_MS) {
-      if (this.lowLoadMin !== Infinity && this.lowLoadMin > this.baseline) {
-        this.baseline = this.lowLoadMin;
-      }
-      this.lowLoadMin = Infinity;
-      this.windowStart = now;
-    }
   }
 
   stats(): ConcurrencyStats {

@@ -4,9 +4,9 @@
  */
 import {
   AdaptiveLimit,
-  BASELINE_WINDOW_MS,
   FixedLimit,
   LIMIT_FLOOR,
+  LOW_LOAD,
   LIMIT_START,
   type AttemptSignal,
   type ConcurrencyLimit,
@@ -134,6 +134,24 @@ test.each([
   },
 );
 
+test.each([
+  // 1,000 events/s near by: 1.5 in flight; waiting for a moment at each burst is no reason to grow.
+  { perBurst: 50, latencyMs: 1, most: LIMIT_START },
+  // 300 events/s at 300 ms: 90 in flight, 135 with headroom; not the ceiling.
+  { perBurst: 15, latencyMs: 300, most: 200 },
+])(
+  '$perBurst events every 50 ms (batches reaching the worker) at $latencyMs ms: the limit stays near what the rate needs',
+  ({ perBurst, latencyMs, most }) => {
+    const run = simulate(new AdaptiveLimit(256), {
+      rate: (t) => (t % 50 === 0 ? perBurst * 1000 : 0),
+      latency: steady(latencyMs),
+      duration: 10_000,
+    });
+    expect(run.delivered).toBe(run.arrived);
+    expect(Math.max(...run.limits)).toBeLessThanOrEqual(most);
+  },
+);
+
 test('a fixed limit of 10 carries only 10 / latency: the defect the adaptive limit removes', () => {
   const run = simulate(new FixedLimit(10), {
     rate: steady(1000),
@@ -203,23 +221,33 @@ test('a black-holed endpoint (every attempt times out) brings it down to the flo
 test('latency that jumps from 50 ms to 3 s and back: the limit follows both ways', () => {
   const limit = new AdaptiveLimit(256);
   const jump = (t: number) => (t >= 10_000 && t < 40_000 ? 3000 : 50);
-  const run = simulate(limit, {
-    rate: steady(60),
-    latency: jump,
-    duration: 60_000,
-  });
+  const run = simulate(limit, { rate: steady(60), latency: jump, duration: 60_000 });
   const at = (second: number) => run.limits[second - 1]!;
   // At 50 ms, 60 events/s need 3 in flight: the limit stays low.
   expect(at(9)).toBeLessThanOrEqual(LIMIT_START);
-  // Right after the jump the latency reads as queueing: it shrinks...
-  expect(Math.min(...run.limits.slice(10, 20))).toBeLessThan(at(9));
-  // ...and once the baseline has moved (one to two windows), it grows to what 3 s needs (180).
-  expect(Math.max(...run.limits.slice(20, 40))).toBeGreaterThanOrEqual(180);
+  // At 3 s they need 180. Few were in flight when the latency rose, so it is the endpoint's own
+  // latency (not our queueing): the baseline follows, and the limit grows to the need.
+  expect(Math.max(...run.limits.slice(10, 25))).toBeGreaterThanOrEqual(180);
   // Back at 50 ms it comes down again.
   expect(at(60)).toBeLessThanOrEqual(LIMIT_START * 2);
   expect(run.dropped).toBe(0);
   expect(run.delivered).toBe(run.arrived);
-  expect(BASELINE_WINDOW_MS).toBeLessThanOrEqual(10_000);
+});
+
+test('an endpoint that slows down for everyone while many are in flight: cut first, then grown to the new need', () => {
+  const limit = new AdaptiveLimit(256);
+  const slower = (t: number) => (t >= 5000 ? 400 : 100);
+  const run = simulate(limit, { rate: steady(300), latency: slower, duration: 20_000 });
+  const before = run.limits[4]!;
+  // 300/s at 100 ms: 30 in flight, 45 with headroom.
+  expect(before).toBeGreaterThan(LOW_LOAD);
+  // Four times the latency with many in flight reads as queueing: cut...
+  expect(Math.min(...run.limits.slice(5, 10))).toBeLessThan(before);
+  // ...until few are in flight and the latency is still high: the endpoint's own, so it grows to
+  // what 300/s at 400 ms needs (120).
+  expect(Math.max(...run.limits.slice(8, 20))).toBeGreaterThanOrEqual(120);
+  expect(run.dropped).toBe(0);
+  expect(run.delivered).toBe(run.arrived);
 });
 
 test('latency that climbs with its own load (an endpoint that queues) stops the growth', () => {
