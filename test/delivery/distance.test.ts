@@ -110,6 +110,28 @@ describe('in-thread delivery', () => {
     expect(t.stats().retries).toBeGreaterThan(0);
   });
 
+  test('a failing brownout (503s at 200 ms) is not amplified: attempts fall to the pace of the floor, then the events arrive', async () => {
+    const collector = await startCollector({ latency: 20 });
+    const t = tracker(collector, { ...inThread, retryDelay: 200, maxRetryDelay: 2000 });
+    const warm = await stream(t, 100, 1);
+    await Promise.all(warm.results);
+    const attemptsBefore = collector.requestCount;
+    const failing = collector.brownout({ latency: 200, status: 503 });
+    const { results } = await stream(t, 100, 3);
+    const attempts = collector.requestCount - attemptsBefore;
+    failing.end();
+    // 300 events in 3 s. The old fixed limit of 10 kept 10 attempts in flight, 50 a second
+    // (150 here); the limit halves each round of 503s down to its floor (4: 20 a second).
+    expect(attempts).toBeLessThan(100);
+    expect(t.stats().concurrency.limit).toBeLessThanOrEqual(LIMIT_FLOOR * 2);
+    const outcomes = await Promise.all(results);
+    const stats = t.stats();
+    expect(stats.enqueued).toBe(stats.delivered + stats.failed + stats.dropped);
+    expect(outcomes.filter(Boolean).length).toBe(stats.delivered - warm.results.length);
+    // Events that met the brownout on each of their attempts fail; the rest arrive.
+    expect(stats.delivered - warm.results.length).toBeGreaterThan(results.length * 0.8);
+  });
+
   test('every answer closes its connection: still keeps up, each attempt on a new connection', async () => {
     const collector = await startCollector({
       latency: 50,
