@@ -33,7 +33,8 @@ const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 const FIELD_NAME = /[!#$%&'*+.^_`|~0-9A-Za-z-]+:/y;
 const CLOSE_TOKEN = /(?:^|,)[ \t]*close[ \t]*(?:,|$)/i;
 const KEEP_ALIVE_TOKEN = /(?:^|,)[ \t]*keep-alive[ \t]*(?:,|$)/i;
-const CHUNKED_LAST = /(?:^|,)[ \t]*chunked[ \t]*$/i;
+/** chunked as the last transfer coding (empty list elements after it do not count). */
+const CHUNKED_LAST = /(?:^|,)[ \t]*chunked[ \t]*(?:,[ \t]*)*$/i;
 /** Framing is this client's business: such headers in a request are left out. */
 const OWN_HEADERS = new Set(['host', 'content-length', 'connection', 'transfer-encoding']);
 
@@ -629,6 +630,12 @@ class Connection {
       line = eol + 1;
       switch (field) {
         case F_TRANSFER_ENCODING:
+          // Folded, or with a control character (NUL, a bare CR), the framing is anybody's
+          // guess: refuse, as for Content-Length, rather than read until a close that a
+          // kept-alive connection never brings.
+          if (first === SP || first === HT || INVALID_VALUE.test(value)) {
+            return this.bad('bad Transfer-Encoding');
+          }
           transferEncoding =
             transferEncoding === undefined ? value : `${transferEncoding}, ${value}`;
           break;
@@ -807,7 +814,8 @@ function trimmed(text: string, start: number, end: number): string {
 function parseContentLength(value: string): number {
   let result = -1;
   for (const part of value.includes(',') ? value.split(',') : [value]) {
-    const digits = part.trim();
+    // Spaces and tabs only: String#trim would also drop VT, FF, NBSP and the like.
+    const digits = trimmed(part, 0, part.length);
     if (!/^\d{1,15}$/.test(digits)) return -1;
     const n = Number(digits);
     if (result !== -1 && n !== result) return -1;
