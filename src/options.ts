@@ -395,6 +395,7 @@ function buildTrackerConfig(opts: TrackerOptions, caller: string): TrackerConfig
   const trackingCode = resolveTrackingCode(opts.trackingCode, caller);
   const host = resolveHost(opts.host, caller);
   const transport = resolveTransport(opts.transport, caller);
+  const reporter = new Reporter(resolveLogger(opts.logger, caller));
   return {
     trackingCode,
     endpoint: `${host}/e/${trackingCode}`,
@@ -416,9 +417,16 @@ function buildTrackerConfig(opts: TrackerOptions, caller: string): TrackerConfig
     visitorRateLimit: bool(opts.visitorRateLimit, 'visitorRateLimit', true, caller),
     globalRateLimit: resolveGlobalRateLimit(opts.globalRateLimit, caller),
     anonymizeIp: bool(opts.anonymizeIp, 'anonymizeIp', false, caller),
-    reporter: new Reporter(resolveLogger(opts.logger, caller)),
+    reporter,
     transport,
-    proxy: resolveProxy(opts.proxy, host, transport !== undefined, caller),
+    proxy: resolveProxy(
+      opts.proxy,
+      host,
+      transport !== undefined,
+      caller,
+      process.env,
+      (code, text) => reporter.warn(code, text),
+    ),
     worker: resolveWorker(opts.worker, transport, caller),
   };
 }

@@ -297,6 +297,16 @@ describe('brownout', () => {
     ['a status above 599', { status: 600 }, /status must be .* got 600\.$/],
     ['a fractional status', { status: 503.5 }, /status must be .* got 503\.5\.$/],
     ['headers that are not an object', { status: 503, headers: 'x' }, /headers must be an object/],
+    [
+      'a header name HTTP cannot carry',
+      { status: 503, headers: { 'retry after': '1' } },
+      /headers must be valid HTTP header names and values .* got "retry after": the string "1"/,
+    ],
+    [
+      'a header value with a line break',
+      { status: 503, headers: { 'retry-after': '1\r\nx: y' } },
+      /headers must be valid HTTP header names and values/,
+    ],
     ['durationMs 0', { status: 503, durationMs: 0 }, /durationMs must be .* got 0\. Leave it out/],
   ])('%s is refused with a TypeError naming the option', async (_what, options, message) => {
     const c = await collector();
@@ -306,6 +316,12 @@ describe('brownout', () => {
     // Nothing started.
     expect((await timedPost(c.url)).status).toBe(202);
   });
+});
+
+test('an answer whose header HTTP cannot carry is a 500 saying so, not a crash', async () => {
+  const c = await collector({ respond: () => ({ status: 202, headers: { 'bad header': 'x' } }) });
+  const answer = await timedPost(c.url);
+  expect(answer.status).toBe(500);
 });
 
 describe('what a distance test measures', () => {

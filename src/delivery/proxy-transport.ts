@@ -62,10 +62,17 @@ class ProxyTransport implements Transport {
     this.name = proxyName(url);
     this.secrets = credentialsOf(url);
     const { connections } = options;
+    // Our own Basic token: undici sends the URL's credentials only when both a user name and a
+    // password are there, and curl sends `user:` for a user name alone (an API token, say).
+    const token =
+      url.username === '' && url.password === ''
+        ? undefined
+        : `Basic ${Buffer.from(`${safeDecode(url.username)}:${safeDecode(url.password)}`).toString('base64')}`;
     this.agent = loadUndici().then(
       ({ ProxyAgent, Pool }) =>
         new ProxyAgent({
           uri: url.href,
+          ...(token ? { token } : {}),
           // Every pool it makes (to the endpoint through tunnels, or to the proxy for
           // absolute-form requests) holds at most `connections`.
           factory: (origin, opts) => new Pool(origin, { ...opts, connections }),
@@ -213,6 +220,15 @@ function messageOf(error: unknown): string {
   return typeof message === 'string' && message !== '' ? message : String(error);
 }
 
+function decodes(text: string): boolean {
+  try {
+    decodeURIComponent(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function safeDecode(text: string): string {
   try {
     return decodeURIComponent(text);
@@ -252,6 +268,9 @@ export type ProxyEnv = Readonly<Record<string, string | undefined>>;
  *   port. The endpoint's host is not resolved.
  * - A custom `transport` routes requests itself: the environment is ignored, and an explicit
  *   `proxy` beside it is an error.
+ * - A bad `proxy` option throws; a variable we cannot use (not a URL, a socks5:// proxy) is
+ *   reported through `warn` and the endpoint is reached direct: the environment is shared with
+ *   other tools, and must not stop the app from starting.
  */
 export function resolveProxy(
   value: unknown,
@@ -259,6 +278,7 @@ export function resolveProxy(
   customTransport: boolean,
   caller: string,
   env: ProxyEnv = process.env,
+  warn: (code: string, message: string) => void = () => undefined,
 ): string | undefined {
   if (value === false) return undefined;
   if (value !== undefined) {
@@ -284,7 +304,17 @@ export function resolveProxy(
   if (found === undefined) return undefined;
   const noProxy = firstSet(env, ['no_proxy', 'NO_PROXY']);
   if (noProxy !== undefined && bypasses(noProxy.value, endpoint)) return undefined;
-  return parseProxyUrl(found.value, `the ${found.name} environment variable`, true, caller);
+  try {
+    return parseProxyUrl(found.value, `the ${found.name} environment variable`, true, caller);
+  } catch (error) {
+    // The environment is shared with every tool on the machine (a socks5:// proxy for git, say):
+    // a value we cannot use must not stop the app from starting. Direct, and said once.
+    warn(
+      'ZENOVAY_PROXY_ENV',
+      `${(error as Error).message.replace(/^zenovay-express: /, '')} Events go direct, without a proxy.`,
+    );
+    return undefined;
+  }
 }
 
 function firstSet(env: ProxyEnv, names: string[]): { name: string; value: string } | undefined {
@@ -312,6 +342,8 @@ function parseProxyUrl(raw: string, source: string, fromEnv: boolean, caller?: s
     problem = `has the scheme ${url.protocol.slice(0, 20)} (an HTTP proxy is http:// or https://)`;
   } else if (url.search || url.hash || (url.pathname !== '/' && url.pathname !== '')) {
     problem = 'has a path, query or fragment (a proxy URL is scheme, host and port only)';
+  } else if (!decodes(url.username) || !decodes(url.password)) {
+    problem = 'has a % in its credentials that is not a percent-escape (write % as %25)';
   }
   if (problem === undefined) return url!.href;
   const fix = fromEnv

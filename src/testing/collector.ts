@@ -462,7 +462,16 @@ export async function createTestCollector(
 
 function answer(res: http.ServerResponse, response: CollectorResponse): void {
   if (res.destroyed) return;
-  res.writeHead(response.status, { 'content-type': 'application/json', ...response.headers });
+  try {
+    res.writeHead(response.status, { 'content-type': 'application/json', ...response.headers });
+  } catch (error) {
+    // A header `respond()` made up that HTTP cannot carry: say so, never crash the test process.
+    res.writeHead(500, { 'content-type': 'application/json' });
+    res.end(
+      JSON.stringify({ error: `the collector could not send that answer: ${String(error)}` }),
+    );
+    return;
+  }
   res.end(response.body ?? (response.status < 300 ? '{"ok":true}' : '{"error":"refused"}'));
 }
 
@@ -517,6 +526,17 @@ function checkBrownout(options: BrownoutOptions): ActiveBrownout {
     throw new TypeError(
       `${where}: headers must be an object of header names to values, got ${describe(headers)}.`,
     );
+  }
+  for (const [name, value] of Object.entries(headers ?? {})) {
+    try {
+      http.validateHeaderName(name);
+      http.validateHeaderValue(name, value);
+    } catch {
+      throw new TypeError(
+        `${where}: headers must be valid HTTP header names and values (e.g. { 'retry-after': '1' }), ` +
+          `got ${JSON.stringify(name)}: ${describe(value)}.`,
+      );
+    }
   }
   if (
     durationMs !== undefined &&

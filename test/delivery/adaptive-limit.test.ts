@@ -23,6 +23,8 @@ interface Scenario {
   duration: number;
   /** Events that may wait; beyond it they are dropped. */
   queueBound?: number;
+  /** How long a failed attempt takes (a timeout), instead of `latency`. */
+  failAfter?: number;
 }
 
 interface Result {
@@ -37,11 +39,13 @@ interface Result {
   maxInFlight: number;
   /** The limit at each full second. */
   limits: number[];
+  /** The limit every 10 ms. */
+  trace: number[];
 }
 
 /** Runs the scenario, then keeps answering (no new arrivals) until nothing is left. */
 function simulate(limit: ConcurrencyLimit, scenario: Scenario): Result {
-  const { rate, latency, duration, answer = () => 'ok', queueBound = 10_000 } = scenario;
+  const { rate, latency, duration, answer = () => 'ok', queueBound = 10_000, failAfter } = scenario;
   let waiting = 0;
   let credit = 0;
   // In flight: [answer time, sent time, signal]
@@ -54,13 +58,19 @@ function simulate(limit: ConcurrencyLimit, scenario: Scenario): Result {
     lastArrival: 0,
     maxInFlight: 0,
     limits: [],
+    trace: [],
   };
   for (let t = 0; t < duration + 120_000; t++) {
     // As the engine does: an event starts at once when there is room, else it waits.
     const pump = () => {
       while (waiting > 0 && flight.length < limit.current) {
         waiting--;
-        flight.push([t + latency(t, flight.length + 1), t, answer(t)]);
+        const signal = answer(t);
+        const takes =
+          signal === 'overload' && failAfter !== undefined
+            ? failAfter
+            : latency(t, flight.length + 1);
+        flight.push([t + takes, t, signal]);
       }
     };
     if (t < duration) {
@@ -98,6 +108,7 @@ function simulate(limit: ConcurrencyLimit, scenario: Scenario): Result {
     }
     result.maxInFlight = Math.max(result.maxInFlight, flight.length);
     if (t % 1000 === 999) result.limits.push(limit.current);
+    if (t % 10 === 9) result.trace.push(limit.current);
   }
   return result;
 }
@@ -178,17 +189,25 @@ test('never passes its ceiling, and respects a ceiling below the floor and the s
   expect(run.maxInFlight).toBeLessThanOrEqual(2);
 });
 
-test('a 429 storm takes it to the floor; it grows again once the endpoint accepts', () => {
-  const limit = new AdaptiveLimit(256);
-  simulate(limit, { rate: steady(1000), latency: steady(100), duration: 3000 });
-  expect(limit.current).toBeGreaterThan(100);
-  // Every request answered 429 for a while: one round of them is enough.
-  limit.sample(10_000, 100, 'throttled', 500, 50);
-  limit.sample(10_200, 100, 'throttled', 500, 50);
-  expect(limit.current).toBe(LIMIT_FLOOR);
-  const after = simulate(limit, { rate: steady(1000), latency: steady(100), duration: 3000 });
-  expect(after.delivered).toBe(after.arrived);
-  expect(Math.max(...after.limits)).toBeGreaterThan(100);
+test('a 429 storm takes it to the floor at once; it grows back at most doubling a round', () => {
+  // 1,000 events/s at 100 ms; every attempt sent between 3.0 and 3.5 s is answered 429 (and
+  // retried).
+  const storm = (t: number): AttemptSignal => (t >= 3000 && t < 3500 ? 'throttled' : 'ok');
+  const run = simulate(new AdaptiveLimit(256), {
+    rate: steady(1000),
+    latency: steady(100),
+    answer: storm,
+    duration: 8000,
+  });
+  const at = (ms: number) => run.trace[ms / 10 - 1]!;
+  expect(at(3000)).toBeGreaterThan(100);
+  // The first 429 answers at 3.1 s: the floor right away, and while the storm's answers come.
+  expect(at(3110)).toBe(LIMIT_FLOOR);
+  expect(Math.max(...run.trace.slice(311, 360))).toBe(LIMIT_FLOOR);
+  // Then at most doubling a round trip, not straight back to what 1,000/s needs.
+  expect(at(3700)).toBeLessThanOrEqual(LIMIT_FLOOR * 4);
+  expect(at(4500)).toBeGreaterThan(100);
+  expect(run.delivered).toBe(run.arrived);
 });
 
 test('5xx and timeouts halve it once a round, not once an answer', () => {
@@ -205,6 +224,28 @@ test('5xx and timeouts halve it once a round, not once an answer', () => {
   expect(changes).toBeLessThanOrEqual(2);
   expect(limit.current).toBeGreaterThanOrEqual(Math.floor(before / 4));
   expect(limit.current).toBeLessThan(before);
+});
+
+test('a fifth of the attempts time out (5 s) while the rest answer in 50 ms: the timeouts are seen and cut it', () => {
+  const limit = new AdaptiveLimit(256);
+  let n = 0;
+  const run = simulate(limit, {
+    rate: steady(400),
+    latency: steady(50),
+    answer: () => (n++ % 5 === 4 ? 'overload' : 'ok'),
+    failAfter: 5000,
+    duration: 12_000,
+    queueBound: 100_000,
+  });
+  // Before the first timeout answers (5 s) it grows with the backlog the hung attempts leave;
+  // from then on each window of timeouts halves it (a round with a failure never grows it), and
+  // it never reaches the ceiling however long the backlog.
+  const grown = Math.max(...run.trace.slice(0, 490));
+  expect(grown).toBeGreaterThan(LIMIT_START);
+  expect(Math.min(...run.trace.slice(500, 600))).toBeLessThan(grown);
+  const cuts = run.trace.filter((value, i) => i > 0 && value < run.trace[i - 1]!).length;
+  expect(cuts).toBeGreaterThanOrEqual(10);
+  expect(Math.max(...run.trace)).toBeLessThan(256);
 });
 
 test('a black-holed endpoint (every attempt times out) brings it down to the floor', () => {
@@ -227,7 +268,7 @@ test('latency that jumps from 50 ms to 3 s and back: the limit follows both ways
   expect(at(9)).toBeLessThanOrEqual(LIMIT_START);
   // At 3 s they need 180. Few were in flight when the latency rose, so it is the endpoint's own
   // latency (not our queueing): the baseline follows, and the limit grows to the need.
-  expect(Math.max(...run.limits.slice(10, 25))).toBeGreaterThanOrEqual(180);
+  expect(Math.max(...run.limits.slice(10, 40))).toBeGreaterThanOrEqual(180);
   // Back at 50 ms it comes down again.
   expect(at(60)).toBeLessThanOrEqual(LIMIT_START * 2);
   expect(run.dropped).toBe(0);

@@ -515,24 +515,86 @@ describe('which proxy the environment picks (resolveProxy)', () => {
     expect(resolveProxy(undefined, host, true, 'createTracker', env)).toBeUndefined();
   });
 
-  test('a bad environment value throws, says which variable and how to fix it, without credentials', () => {
-    expect(() =>
-      resolve('https://api.zenovay.com', { HTTPS_PROXY: 'socks5://user:hunter2@proxy:1080' }),
-    ).toThrow(
-      /the HTTPS_PROXY environment variable has the scheme socks5: .*"socks5:\/\/\*\*\*@proxy:1080".*proxy: false/,
+  test('a variable we cannot use: direct, with one warning that says which variable and how to fix it, without credentials', () => {
+    const warnings: [string, string][] = [];
+    const warn = (code: string, text: string) => warnings.push([code, text]);
+    const env = { HTTPS_PROXY: 'socks5://user:hunter2@proxy:1080' };
+    expect(
+      resolveProxy(undefined, 'https://api.zenovay.com', false, 'createTracker', env, warn),
+    ).toBeUndefined();
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]![0]).toBe('ZENOVAY_PROXY_ENV');
+    expect(warnings[0]![1]).toMatch(
+      /the HTTPS_PROXY environment variable has the scheme socks5: .*"socks5:\/\/\*\*\*@proxy:1080".*proxy: false.*Events go direct/,
     );
-    let message = '';
-    try {
-      resolve('https://api.zenovay.com', { https_proxy: 'http://u:hunter2@proxy:1/path' });
-    } catch (error) {
-      message = (error as Error).message;
-    }
-    expect(message).toMatch(/https_proxy environment variable has a path/);
-    expect(message).not.toContain('hunter2');
+    resolveProxy(
+      undefined,
+      'https://api.zenovay.com',
+      false,
+      'createTracker',
+      { https_proxy: 'http://u:hunter2@proxy:1/path' },
+      warn,
+    );
+    expect(warnings[1]![1]).toMatch(/https_proxy environment variable has a path/);
+    expect(JSON.stringify(warnings)).not.toContain('hunter2');
+    // Through createTracker: no throw, the warning reaches the logger, delivery goes direct.
+    process.env.HTTPS_PROXY = 'socks5://user:hunter2@proxy:1080';
+    const lines: string[] = [];
+    const t = createTracker({
+      trackingCode: 'env',
+      logger: { warn: (line: string) => lines.push(line) },
+      worker: false,
+    });
+    trackers.push(t);
+    expect(lines.join('\n')).toMatch(/ZENOVAY_PROXY_ENV.*socks5/);
+    expect(lines.join('\n')).not.toContain('hunter2');
     // A value NO_PROXY makes irrelevant is not read.
     expect(
-      resolve('https://api.zenovay.com', { HTTPS_PROXY: '::bad::', NO_PROXY: 'zenovay.com' }),
+      resolveProxy(
+        undefined,
+        'https://api.zenovay.com',
+        false,
+        'createTracker',
+        {
+          HTTPS_PROXY: '::bad::',
+          NO_PROXY: 'zenovay.com',
+        },
+        warn,
+      ),
     ).toBeUndefined();
+    expect(warnings).toHaveLength(2);
+  });
+
+  test('the proxy option: a % that is not an escape in the credentials throws at construction; a user name alone is sent as user:', async () => {
+    expect(() =>
+      createTracker({ trackingCode: 'p', proxy: 'http://bob:50%off@proxy:3128' }),
+    ).toThrow(/has a % in its credentials that is not a percent-escape \(write % as %25\)/);
+    // An http endpoint through a stand-in proxy that records what it is sent (absolute-form).
+    const seen: (string | undefined)[] = [];
+    const { createServer } = await import('node:http');
+    const fake = createServer((req, res) => {
+      seen.push(req.headers['proxy-authorization']);
+      req.resume();
+      req.on('end', () => res.writeHead(202).end('{}'));
+    });
+    await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve));
+    const { port } = fake.address() as net.AddressInfo;
+    const transport = createProxyTransport({
+      proxy: `http://token@127.0.0.1:${port}`,
+      connections: 1,
+    });
+    const answer = await transport.send(
+      {
+        url: 'http://collector.invalid/e/x',
+        headers: { 'content-type': 'application/json' },
+        body: '{}',
+      },
+      new AbortController().signal,
+    );
+    await transport.close?.();
+    await new Promise((resolve) => fake.close(resolve));
+    expect(answer.status).toBe(202);
+    expect(seen).toEqual([`Basic ${Buffer.from('token:').toString('base64')}`]);
   });
 
   test.each<[string, string, boolean]>([
