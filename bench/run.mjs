@@ -13,10 +13,16 @@
  *   5. once, the middleware's own time on real requests through Express, and what adding a
  *      property to a request costs in Express and on plain http (bench/middleware-time.mjs,
  *      bench/request-properties.mjs).
+ *   6. last, delivery at internet distance (bench/distance.mjs): the endpoint answering after
+ *      100 ms, 300 ms and 2 s, fixed arrival rates, the package at its defaults, with
+ *      `concurrency: 10` and the documented `fetch` approach; and an Express app at distance.
+ *      About 7 minutes; BENCH_DISTANCE=0 skips it (the Distance section of the last results is
+ *      kept, marked as such), BENCH_DISTANCE_SECONDS (10) shortens it.
  * Prints medians and ratios and writes them to bench/results/latest.md.
  *
  * Thread CPU times come from /proc/thread-self/stat (Linux).
- * Environment: BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_CONNECTIONS (50), BENCH_RATE (2000).
+ * Environment: BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_CONNECTIONS (50), BENCH_RATE (2000),
+ * BENCH_DISTANCE (1), BENCH_DISTANCE_SECONDS (10), BENCH_DISTANCE_APP_ROUNDS (3).
  */
 import { spawn } from 'node:child_process';
 import { writeFileSync, mkdirSync } from 'node:fs';
@@ -24,6 +30,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
+import { readDistanceSection, runDistance } from './distance.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -367,6 +374,16 @@ async function main() {
     `| plain \`http\` | ${perProperty('http', 'median')} | ${perProperty('http', 'mean')} |`,
     '',
   );
+
+  if (process.env.BENCH_DISTANCE === '0') {
+    const earlier = readDistanceSection();
+    const marker = '_From an earlier run: BENCH_DISTANCE=0 skipped this section in the run above._';
+    if (earlier) {
+      lines.push(earlier.includes(marker) ? earlier : earlier.replace(/\n/, `\n\n${marker}\n`), '');
+    }
+  } else {
+    lines.push(...(await runDistance()));
+  }
 
   const text = lines.join('\n');
   console.log(text);
