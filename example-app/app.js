@@ -176,7 +176,8 @@ export function createApp({ analytics, webhookTracker, shopUrl }) {
       return;
     }
     // 3. The standalone tracker. `req.track` would be wrong here: this request comes from the
-    // provider, not the visitor, and its user agent is a bot, so the event would be filtered out.
+    // provider, not the visitor (and a provider's user agent is often a crawler-like bot, as
+    // Stripe's is, which req.track would filter out).
     // There is no visitor to forward, so say which page the event belongs to.
     // Awaiting is optional: it resolves true once the endpoint accepted the event, false
     // otherwise (it never rejects). It holds the response until then, retries included, which

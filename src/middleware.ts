@@ -137,7 +137,8 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
       const path = pathOf(context.target);
       // A page GET happened on its own URL; a form post or API call on the page that made it.
       const isPage = context.method === 'GET' && !isApiPath(path) && !isAssetPath(path);
-      let url = isPage ? context.url : context.referringPage;
+      // No page of this site: `siteUrl` stands in, also when a shared tracker has none of its own.
+      let url = (isPage ? context.url : context.referringPage) ?? config.siteUrl;
       let referrer = isPage ? context.referrer : undefined;
       if (callOptions !== undefined && callOptions !== null) {
         // Given URLs get the same query policy as everything the middleware sends.

@@ -528,6 +528,21 @@ describe('which Referer is the page of a req.track event', () => {
   });
 });
 
+test("a tracker shared without siteUrl: the middleware's siteUrl fills the url of an event from another site's page", async () => {
+  const { createTracker } = await import('../src/index');
+  const shared = createTracker({ trackingCode: 'ctx', host: collector.url, logger: false });
+  const middleware = analytics({ tracker: shared, siteUrl: 'https://shop.example' });
+  made.push(middleware);
+  const server = buildSite('express5', middleware);
+  await request(server)
+    .post('/checkout')
+    .set('User-Agent', BROWSER_UA)
+    .set('Referer', 'https://evil.example/cart')
+    .expect(303);
+  const [event] = await collector.waitFor(1);
+  expect(event).toMatchObject({ type: 'event', name: 'purchase', url: 'https://shop.example' });
+});
+
 /** Posts the test site's checkout (which calls req.track('purchase')) and checks the event's url. */
 async function expectEventUrl(
   framework: Framework,

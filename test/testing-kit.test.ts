@@ -318,6 +318,15 @@ describe('brownout', () => {
   });
 });
 
+test('close() rejects a pending waitFor at once, rather than keeping the process alive until its timeout', async () => {
+  const c = await createTestCollector();
+  const waiting = c.waitFor(5, { timeout: 60_000 });
+  const started = Date.now();
+  await c.close();
+  await expect(waiting).rejects.toThrow(/closed while waiting for 5 event\(s\); 0 had arrived/);
+  expect(Date.now() - started).toBeLessThan(5000);
+});
+
 test('an answer whose header HTTP cannot carry is a 500 saying so, not a crash', async () => {
   const c = await collector({ respond: () => ({ status: 202, headers: { 'bad header': 'x' } }) });
   const answer = await timedPost(c.url);

@@ -191,9 +191,8 @@ export class AdaptiveLimit implements ConcurrencyLimit {
     this.okCount++;
     this.rttSum += rttMs;
     this.answers++;
-    // About a round trip and a half, so that the answers to attempts sent early in the round
-    // are in; and a few answers at least. A much faster answer shortens it: the endpoint is
-    // back from a slow spell.
+    // About a round trip (at least MIN_ROUND_MS), and a few answers at least. A much faster
+    // answer shortens it: the endpoint is back from a slow spell.
     const latency = Math.min(this.latencyMs ?? 0, rttMs);
     const length = Math.max(MIN_ROUND_MS, latency * ROUND_TRIPS);
     const enough = this.answers >= Math.min(MIN_ANSWERS, Math.ceil(this.value / 2));

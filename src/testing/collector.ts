@@ -186,6 +186,8 @@ const LISTEN_BACKLOG = 4096;
 
 interface Waiter {
   check: () => boolean;
+  /** close() came first: reject at once, rather than keep the process alive until the timeout. */
+  abandon: () => void;
 }
 
 interface ActiveBrownout {
@@ -402,6 +404,16 @@ export async function createTestCollector(
             resolve(found.slice(0, n));
             return true;
           },
+          abandon: () => {
+            waiters.delete(waiter);
+            clearTimeout(timer);
+            reject(
+              new Error(
+                `createTestCollector: closed while waiting for ${n} event(s)${filter ? ' matching the filter' : ''}; ` +
+                  `${matching().length} had arrived.`,
+              ),
+            );
+          },
         };
         const timer = setTimeout(() => {
           waiters.delete(waiter);
@@ -443,6 +455,7 @@ export async function createTestCollector(
     close() {
       closed = true;
       if (brownout) endBrownout(brownout);
+      for (const waiter of [...waiters]) waiter.abandon();
       for (const timer of timers) clearTimeout(timer);
       timers.clear();
       const closing = new Promise<void>((resolve) => {
