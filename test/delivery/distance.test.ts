@@ -152,22 +152,23 @@ describe('in-thread delivery', () => {
     const collector = await startCollector({ latency: 50 });
     const t = tracker(collector, { ...inThread, timeout: 10_000 });
     const watch = watchLimit(t);
-    const before = stream(t, 40, 18);
+    const before = stream(t, 40, 21);
     await new Promise((resolve) => setTimeout(resolve, 2000));
     const calm = t.stats().concurrency.limit;
-    const slow = collector.brownout({ latency: 3000, durationMs: 12_000 });
-    await new Promise((resolve) => setTimeout(resolve, 12_000));
+    const slow = collector.brownout({ latency: 3000, durationMs: 15_000 });
+    await new Promise((resolve) => setTimeout(resolve, 15_000));
     expect(slow.active).toBe(false);
     const { results } = await before;
     await collector.waitFor(results.length, { timeout: 15_000 });
     expect(await Promise.all(results)).toEqual(results.map(() => true));
     watch.stop();
     expect(t.stats()).toMatchObject({ delivered: results.length, dropped: 0, failed: 0 });
-    // 40/s at 50 ms needs 2 in flight; at 3 s, 120. The limit grew to follow the slow endpoint
-    // (once the baseline had moved) and came back down after it.
+    // 40/s at 50 ms needs 2 in flight; at 3 s, 120. The first slow answers (3 s after the jump,
+    // few in flight) move the baseline; from there the limit at most doubles a round trip
+    // (4 -> 8 -> 16 -> 32 by about 11 s after the jump), and it comes back down after.
     expect(calm).toBeLessThanOrEqual(10);
     const peak = Math.max(...watch.values);
-    expect(peak).toBeGreaterThan(60);
+    expect(peak).toBeGreaterThanOrEqual(32);
     expect(watch.values.at(-1)).toBeLessThan(peak / 2);
   });
 
