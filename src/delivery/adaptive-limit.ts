@@ -131,7 +131,6 @@ export class AdaptiveLimit implements ConcurrencyLimit {
   /** Answers to attempts sent in this round: successes and their latency. */
   private okCount = 0;
   private rttSum = 0;
-  private answers = 0;
   /** Every attempt that ended in this round, whenever sent: how long each held its slot. */
   private holdCount = 0;
   private holdSum = 0;
@@ -190,12 +189,11 @@ export class AdaptiveLimit implements ConcurrencyLimit {
     if (sentAt < this.roundStart) return false;
     this.okCount++;
     this.rttSum += rttMs;
-    this.answers++;
     // About a round trip (at least MIN_ROUND_MS), and a few answers at least. A much faster
     // answer shortens it: the endpoint is back from a slow spell.
     const latency = Math.min(this.latencyMs ?? 0, rttMs);
     const length = Math.max(MIN_ROUND_MS, latency * ROUND_TRIPS);
-    const enough = this.answers >= Math.min(MIN_ANSWERS, Math.ceil(this.value / 2));
+    const enough = this.okCount >= Math.min(MIN_ANSWERS, Math.ceil(this.value / 2));
     const elapsed = now - this.roundStart;
     return elapsed >= length && enough ? this.endRound(now, elapsed, waiting) : false;
   }
@@ -245,7 +243,6 @@ export class AdaptiveLimit implements ConcurrencyLimit {
     this.roundStart = now;
     this.okCount = 0;
     this.rttSum = 0;
-    this.answers = 0;
     this.holdCount = 0;
     this.holdSum = 0;
     this.failed = false;

@@ -10,6 +10,7 @@ import { performance } from 'node:perf_hooks';
 import type { Reporter } from '../logger.js';
 import { createLimit, type AttemptSignal, type ConcurrencyLimit } from './adaptive-limit.js';
 import { Emitter } from './events.js';
+import { Fifo } from './fifo.js';
 import { Ledger } from './ledger.js';
 import { RateGuard } from './rate-guard.js';
 import { backoffDelay, classifyStatus, type AttemptResult } from './retry-policy.js';
@@ -591,36 +592,6 @@ function signalOf(result: AttemptResult): AttemptSignal {
       return 'throttled';
     default:
       return 'overload';
-  }
-}
-
-/** A first-in first-out list with O(1) shift: an array read from a moving head. */
-class Fifo<T> {
-  private items: (T | undefined)[] = [];
-  private head = 0;
-
-  get length(): number {
-    return this.items.length - this.head;
-  }
-
-  push(item: T): void {
-    this.items.push(item);
-  }
-
-  shift(): T | undefined {
-    if (this.head >= this.items.length) return undefined;
-    const item = this.items[this.head];
-    this.items[this.head++] = undefined;
-    if (this.head > 1024 && this.head * 2 > this.items.length) {
-      this.items = this.items.slice(this.head);
-      this.head = 0;
-    }
-    return item;
-  }
-
-  clear(): void {
-    this.items = [];
-    this.head = 0;
   }
 }
 

@@ -38,6 +38,7 @@ import {
 } from './redis-client.js';
 import { CLAIM, FETCH, RETIRE, WRITE, type Script } from './redis-scripts.js';
 import type { OutboxEntry, OutboxStats, OutboxStore } from './types.js';
+import { Fifo } from '../delivery/fifo.js';
 
 export type { RedisClientLike } from './redis-client.js';
 
@@ -136,31 +137,6 @@ interface Waiter {
   acks: number;
   resolve: () => void;
   reject: (error: Error) => void;
-}
-
-/** A first-in, first-out list that does not copy on every shift. */
-class Fifo<T> {
-  private items: T[] = [];
-  private head = 0;
-  get length(): number {
-    return this.items.length - this.head;
-  }
-  push(item: T): void {
-    this.items.push(item);
-  }
-  shift(): T | undefined {
-    if (this.head >= this.items.length) return undefined;
-    const item = this.items[this.head++];
-    if (this.head > 1024 && this.head * 2 > this.items.length) {
-      this.items = this.items.slice(this.head);
-      this.head = 0;
-    }
-    return item;
-  }
-  unshiftAll(items: T[]): void {
-    this.items = [...items, ...this.items.slice(this.head)];
-    this.head = 0;
-  }
 }
 
 export function createRedisOutbox(options: RedisOutboxOptions): RedisOutbox {

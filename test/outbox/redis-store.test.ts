@@ -608,6 +608,7 @@ function buildStore(): string {
   tmpDirs.push(out);
   for (const file of [
     'logger',
+    'delivery/fifo',
     'outbox/types',
     'outbox/redis-scripts',
     'outbox/redis-client',
