@@ -14,6 +14,7 @@ import type { Tracker, WireEvent } from './tracker.js';
 import type { RequestAnalytics } from './request/context.js';
 import type { BotTest } from './request/bots.js';
 import { isPageStatus } from './request/pageview-rules.js';
+import { resolveOutbox, type OutboxConfig, type OutboxOption } from './outbox/config.js';
 
 export const DEFAULT_HOST = 'https://api.zenovay.com';
 export const TRACKING_CODE_ENV = 'ZENOVAY_TRACKING_CODE';
@@ -135,9 +136,17 @@ export interface TrackerOptions {
    * and the HTTP client. `false` sends from the main thread, with the same behaviour and
    * counters. A custom `transport` runs on the main thread (functions cannot cross threads), so
    * it cannot be combined with `worker: true`.
-   * @default true (false with a custom `transport`)
+   * @default true (false with a custom `transport`, or a Redis client object as `outbox.redis`)
    */
   worker?: boolean;
+  /**
+   * Keep every accepted event in a durable outbox until the endpoint has answered for it, so
+   * that a killed process, a short deploy or a long outage loses nothing: `{ dir }` (a directory
+   * on this machine, one process at a time) or `{ redis }` (a Redis Stream shared by every
+   * instance). Written from the delivery worker; see "Keeping events across restarts" in the README.
+   * @default undefined (events wait in memory only)
+   */
+  outbox?: OutboxOption;
 }
 
 /** A path pattern: a string is a prefix of the path, a RegExp is tested against the path. */
@@ -149,7 +158,7 @@ export interface AnalyticsOptions extends TrackerOptions {
    * An existing tracker to send through (shared with webhooks or other middleware). The
    * delivery options (`trackingCode`, `host`, `concurrency`, `maxConcurrency`, `maxQueueSize`, `timeout`,
    * `maxRetries`, `retryDelay`, `maxRetryDelay`, `visitorRateLimit`, `globalRateLimit`,
-   * `anonymizeIp`, `proxy`, `transport`, `worker`) then belong to that tracker and may not be given here.
+   * `anonymizeIp`, `proxy`, `transport`, `worker`, `outbox`) then belong to that tracker and may not be given here.
    * @default a new tracker built from these options
    */
   tracker?: Tracker;
@@ -237,7 +246,7 @@ export interface AnalyticsOptions extends TrackerOptions {
 }
 
 /** What `resolveTrackerOptions` makes of `TrackerOptions`: the engine's settings and more. */
-export interface TrackerConfig extends Omit<EngineOptions, 'transport' | 'random'> {
+export interface TrackerConfig extends Omit<EngineOptions, 'transport' | 'random' | 'outbox'> {
   trackingCode: string;
   /** Origin (and optional base path) without a trailing slash. */
   siteUrl: string | undefined;
@@ -248,6 +257,8 @@ export interface TrackerConfig extends Omit<EngineOptions, 'transport' | 'random
   proxy: string | undefined;
   /** Delivery runs on a worker thread. */
   worker: boolean;
+  /** The durable outbox, when there is one. */
+  outbox: OutboxConfig | undefined;
 }
 
 /** What `resolveAnalyticsOptions` makes of `AnalyticsOptions`. */
@@ -301,6 +312,7 @@ const DELIVERY_KEYS = [
   'proxy',
   'transport',
   'worker',
+  'outbox',
 ] as const satisfies readonly (keyof TrackerOptions)[];
 
 const TRACKER_KEYS = [
@@ -427,8 +439,29 @@ function buildTrackerConfig(opts: TrackerOptions, caller: string): TrackerConfig
       process.env,
       (code, text) => reporter.warn(code, text),
     ),
-    worker: resolveWorker(opts.worker, transport, caller),
+    ...resolveDelivery(opts, trackingCode, transport, caller),
   };
+}
+
+/** Where delivery runs, and its outbox: a Redis client object keeps it on the main thread. */
+function resolveDelivery(
+  opts: TrackerOptions,
+  trackingCode: string,
+  transport: Transport | undefined,
+  caller: string,
+): { worker: boolean; outbox: OutboxConfig | undefined } {
+  const outbox = resolveOutbox(opts.outbox, trackingCode, caller);
+  const clientObject = outbox?.kind === 'redis' && typeof outbox.redis !== 'string';
+  if (clientObject && opts.worker === true) {
+    throw new TypeError(
+      `zenovay-express: ${caller}() got \`worker: true\` and a Redis client object as \`outbox.redis\`. ` +
+        'A client cannot reach the delivery worker: pass a redis:// URL instead, or drop `worker` (delivery then runs on the main thread).',
+    );
+  }
+  const worker = clientObject
+    ? bool(opts.worker, 'worker', false, caller)
+    : resolveWorker(opts.worker, transport, caller);
+  return { worker, outbox };
 }
 
 function resolveConcurrency(value: unknown, caller: string): number | 'auto' {

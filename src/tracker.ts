@@ -3,10 +3,12 @@
  * in-thread engine). Shared by
  * `createTracker()` and `analytics()`; it never sees a request, only plain visitor data.
  */
+import { randomUUID } from 'node:crypto';
 import { MAX_TIMER_MS, type Delivery, type TrackerStats } from './delivery/delivery.js';
 import { DeliveryEngine } from './delivery/engine.js';
 import { createDefaultTransport } from './delivery/default-transport.js';
 import { WorkerDelivery } from './delivery/worker-delivery.js';
+import { createOutboxStore, outboxIdentity } from './outbox/config.js';
 import type { TrackerEventName, TrackerListener } from './delivery/events.js';
 import {
   describe,
@@ -81,7 +83,7 @@ export interface Tracker {
    * Rejects only for a bad `timeout` (a TypeError).
    */
   close(options?: CloseOptions): Promise<void>;
-  /** Counters; `enqueued = delivered + failed + dropped + queued + inFlight` at every moment. */
+  /** Counters; `enqueued = delivered + failed + dropped + stored + queued + inFlight` at every moment. */
   stats(): TrackerStats;
   /** Subscribes to `error`, `drop`, `retry` or `circuit`. Optional: nothing is thrown without listeners. */
   on<K extends TrackerEventName>(name: K, listener: TrackerListener<K>): this;
@@ -119,12 +121,20 @@ export class ZenovayTracker implements Tracker {
       visitorRateLimit: config.visitorRateLimit,
       globalRateLimit: config.globalRateLimit,
     };
+    const { outbox } = config;
     this.delivery = worker
-      ? new WorkerDelivery({ config: { ...engine, anonymizeIp: config.anonymizeIp }, reporter })
+      ? new WorkerDelivery({
+          config: { ...engine, anonymizeIp: config.anonymizeIp, outbox },
+          reporter,
+        })
       : new DeliveryEngine({
           ...engine,
           reporter,
           transport: transport ?? createDefaultTransport(engine),
+          outbox: outbox && {
+            store: createOutboxStore(outbox, reporter, outboxIdentity(randomUUID().slice(0, 24))),
+            kind: outbox.kind,
+          },
         });
   }
 

@@ -5,11 +5,12 @@
 import type { Reporter } from '../logger.js';
 import type { ConcurrencyStats } from './adaptive-limit.js';
 import type { Emitter } from './events.js';
+import type { OutboxTrackerStats } from '../outbox/types.js';
 
 /** Why an event was given up after trying. */
 export type FailReason = 'rejected' | 'server_error' | 'timeout' | 'network' | 'rate_limited';
 /** Why an event was never sent. */
-export type DropReason = 'queue_full' | 'rate_limited' | 'closed' | 'invalid';
+export type DropReason = 'queue_full' | 'rate_limited' | 'closed' | 'invalid' | 'outbox_full';
 
 /** Counters of a tracker. */
 export interface TrackerStats {
@@ -21,6 +22,11 @@ export interface TrackerStats {
   failed: number;
   /** Never sent: see `reasons.dropped`. */
   dropped: number;
+  /**
+   * Left in the outbox for a later start (or another instance) to send: what close() could not
+   * deliver in time. Always 0 without an outbox.
+   */
+  stored: number;
   /** Attempts beyond the first. */
   retries: number;
   /** Waiting: for a free connection, a retry's backoff, or the end of a pause. */
@@ -36,13 +42,17 @@ export interface TrackerStats {
   circuit: 'closed' | 'open' | 'half_open';
   /** The in-flight limit now, and the endpoint's latency as delivery sees it. */
   concurrency: ConcurrencyStats;
+  /** The durable outbox, when the tracker has one (the `outbox` option). */
+  outbox?: OutboxTrackerStats;
 }
 
 /** How an event ended. */
 export type Outcome =
   | { kind: 'delivered' }
   | { kind: 'failed'; reason: FailReason; status?: number; message: string }
-  | { kind: 'dropped'; reason: DropReason };
+  | { kind: 'dropped'; reason: DropReason }
+  /** Not sent by this process, kept in the outbox for the next one (close() with an outbox). */
+  | { kind: 'stored' };
 
 /** Hears an event's outcome, once. */
 export type Settled = (outcome: Outcome) => void;
@@ -60,7 +70,7 @@ export interface Delivery {
   flush(): Promise<void>;
   /** Stops intake, delivers what it can within `timeoutMs`, drops the rest, frees everything. */
   close(timeoutMs: number): Promise<void>;
-  /** `enqueued = delivered + failed + dropped + queued + inFlight` at every moment. */
+  /** `enqueued = delivered + failed + dropped + stored + queued + inFlight` at every moment. */
   stats(): TrackerStats;
 }
 
@@ -79,6 +89,7 @@ export const DROP_REASONS: readonly DropReason[] = [
   'rate_limited',
   'closed',
   'invalid',
+  'outbox_full',
 ];
 
 /**
@@ -121,7 +132,7 @@ export function reportQueueFull(reporter: Reporter, maxQueueSize: number): void 
 export function emptyReasons(): TrackerStats['reasons'] {
   return {
     failed: { rejected: 0, server_error: 0, timeout: 0, network: 0, rate_limited: 0 },
-    dropped: { queue_full: 0, rate_limited: 0, closed: 0, invalid: 0 },
+    dropped: { queue_full: 0, rate_limited: 0, closed: 0, invalid: 0, outbox_full: 0 },
   };
 }
 

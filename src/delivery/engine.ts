@@ -2,7 +2,14 @@
  * The delivery engine: owns every event's fate from the moment it is accepted. A bounded wait,
  * a concurrency limit (p-queue), a timeout per attempt, retries with backoff, pauses for 429s,
  * a circuit for outages, the endpoint's per-IP limits, and exact accounting: at every moment
- * `enqueued = delivered + failed + dropped + queued + inFlight`.
+ * `enqueued = delivered + failed + dropped + stored + queued + inFlight`.
+ *
+ * With an outbox (a store, see src/outbox/), every accepted event is written to it before it
+ * waits, and settled in it once the endpoint has answered for it. Past `maxQueueSize` events wait
+ * on disk only ("spilled": a small record stays here, the body does not) and are read back as room
+ * frees up; events an earlier run left are read back too. A transient failure never gives an event
+ * up: past `maxRetries` it waits `maxRetryDelay` and tries again. close() leaves what it could not
+ * deliver in the store (`stored`).
  */
 import { randomUUID } from 'node:crypto';
 import PQueue from 'p-queue';
@@ -15,6 +22,7 @@ import { Ledger } from './ledger.js';
 import { RateGuard } from './rate-guard.js';
 import { backoffDelay, classifyStatus, type AttemptResult } from './retry-policy.js';
 import type { DeadlineTransport, Transport } from './transport.js';
+import type { OutboxEntry, OutboxStore, OutboxTrackerStats } from '../outbox/types.js';
 import {
   ArrivalFlushes,
   emptyReasons,
@@ -49,7 +57,26 @@ export interface EngineOptions {
   reporter: Reporter;
   /** For tests: the jitter source. */
   random?: () => number;
+  /** The durable outbox: the engine opens it, writes to it, and closes it after itself. */
+  outbox?: EngineOutbox;
 }
+
+export interface EngineOutbox {
+  store: OutboxStore;
+  kind: OutboxTrackerStats['store'];
+  /**
+   * Called for each event read back from the store that this engine did not accept itself (an
+   * earlier run's, another instance's; its key says whose): returns who hears its outcome.
+   */
+  admitted?: (key: string) => Settled | undefined;
+  /** Hears that an event accepted here now waits in the store only (its caller may free its copy). */
+  spilled?: (key: string) => void;
+}
+
+/** How often the engine reads back from the outbox while it has room (and Redis takes over). */
+export const OUTBOX_TAKE_MS = 1000;
+/** At most this many entries read back at once. */
+const TAKE_BATCH = 512;
 
 /** Consecutive connection failures (refused, reset, timed out) that open the circuit. */
 export const CIRCUIT_THRESHOLD = 5;
@@ -59,7 +86,7 @@ export const CIRCUIT_MAX_MS = 60_000;
 /** An event that meets this many 429s fails (they do not use up its retries). */
 export const MAX_THROTTLES = 10;
 
-type JobState = 'queued' | 'retry_wait' | 'in_flight' | 'settled';
+type JobState = 'queued' | 'retry_wait' | 'in_flight' | 'spilled' | 'settled';
 
 interface Job {
   /** Order of arrival: flush() waits for the jobs that arrived before it. */
@@ -68,6 +95,7 @@ interface Job {
   id: string | undefined;
   /** The forwarded visitor headers, shared, never copied while the event waits. */
   headers: EventHeaders;
+  /** Empty while spilled: the outbox has it. */
   body: string;
   state: JobState;
   retriesUsed: number;
@@ -77,6 +105,8 @@ interface Job {
 }
 
 const noop = () => undefined;
+/** A spilled event's headers: the outbox has the real ones. */
+const NO_HEADERS: EventHeaders = Object.freeze({}) as EventHeaders;
 
 export class DeliveryEngine implements Delivery {
   readonly events = new Emitter();
@@ -115,6 +145,22 @@ export class DeliveryEngine implements Delivery {
   private circuitOpenings = 0;
   private circuitTimer: NodeJS.Timeout | undefined;
 
+  /** The outbox once it is open; undefined before, and for good when it could not be opened. */
+  private store: OutboxStore | undefined;
+  private storeState: OutboxTrackerStats['state'] = 'opening';
+  private storeOpening: Promise<void> | undefined;
+  /** Events waiting in the outbox only, by key: light jobs (no body, no headers). */
+  private readonly spilledJobs = new Map<string, Job>();
+  /** Whether the store may hold entries an earlier run left that were not read back yet. */
+  private recoveredLeft = false;
+  private taking = false;
+  private takeTimer: NodeJS.Timeout | undefined;
+  private stored = 0;
+  private taken = 0;
+  /** Events past the memory bound that wait for the outbox to open (state `spilled`, body kept). */
+  private parked = 0;
+  private readonly rates = { at: 0, written: 0, read: 0, writtenPerSecond: 0, readPerSecond: 0 };
+
   constructor(private readonly options: EngineOptions) {
     const rate = options.globalRateLimit;
     this.limit = createLimit(options.concurrency, options.maxConcurrency);
@@ -127,6 +173,7 @@ export class DeliveryEngine implements Delivery {
     this.sendWithin =
       typeof transport.sendWithin === 'function' ? transport.sendWithin.bind(transport) : undefined;
     this.random = options.random ?? Math.random;
+    if (options.outbox) this.openOutbox(options.outbox);
   }
 
   /**
@@ -145,12 +192,16 @@ export class DeliveryEngine implements Delivery {
       );
       return this.dropNow('rate_limited', settled);
     }
-    if (this.waiting >= this.options.maxQueueSize && !this.startsRightAway()) {
+    const store = this.store;
+    const full = this.waiting >= this.options.maxQueueSize && !this.startsRightAway();
+    // While the outbox opens, up to another maxQueueSize events wait for it in memory.
+    const park = full && store === undefined && this.parked < this.parkRoom();
+    if (full && store === undefined && !park) {
       this.reportQueueFull();
       return this.dropNow('queue_full', settled);
     }
     const job: Job = {
-      seq: ++this.seq,
+      seq: 0,
       id,
       headers,
       body,
@@ -160,9 +211,35 @@ export class DeliveryEngine implements Delivery {
       timer: undefined,
       settled,
     };
+    if (store !== undefined) {
+      const kept = this.keep(job, store);
+      if (kept === 'full') {
+        this.reportOutboxFull();
+        return this.dropNow('outbox_full', settled);
+      }
+      if (full && kept === 'failed') {
+        this.reportQueueFull();
+        return this.dropNow('queue_full', settled);
+      }
+    }
+    job.seq = ++this.seq;
     this.pending.add(job.seq, job);
+    if (park) {
+      job.id ??= randomUUID();
+      job.state = 'spilled';
+      this.spilledJobs.set(job.id, job);
+      this.parked++;
+      return;
+    }
+    // Past the memory bound, it waits in the outbox only, and is read back as room frees up.
+    if (full) return this.spill(job, store!);
     this.waiting++;
     this.enqueue(job, 0);
+  }
+
+  /** How many events may wait for the outbox to open beyond the memory bound. */
+  private parkRoom(): number {
+    return this.options.outbox && this.storeState === 'opening' ? this.options.maxQueueSize : 0;
   }
 
   reject(reason: DropReason): void {
@@ -186,18 +263,31 @@ export class DeliveryEngine implements Delivery {
   }
 
   stats(): TrackerStats {
-    return {
+    const stats: TrackerStats = {
       enqueued: this.enqueued,
       delivered: this.delivered,
       failed: sum(this.failed),
       dropped: sum(this.dropped),
+      stored: this.stored,
       retries: this.retries,
-      queued: this.waiting,
+      queued: this.waiting + this.spilledJobs.size,
       inFlight: this.inFlight,
       reasons: { failed: { ...this.failed }, dropped: { ...this.dropped } },
       circuit: this.circuit,
       concurrency: this.limit.stats(),
     };
+    if (this.options.outbox) stats.outbox = this.outboxStats(this.options.outbox);
+    return stats;
+  }
+
+  /** Settles (never rejects) once the outbox is open or found unavailable; undefined without one. */
+  get outboxOpened(): Promise<void> | undefined {
+    return this.storeOpening;
+  }
+
+  /** The outbox's state, whether it is open (events are written to it). */
+  get outboxState(): OutboxTrackerStats['state'] | undefined {
+    return this.options.outbox ? this.storeState : undefined;
   }
 
   // ---- the life of a job -------------------------------------------------------------------
@@ -291,12 +381,13 @@ export class DeliveryEngine implements Delivery {
   private finish(job: Job, result: AttemptResult, snippet: string, started: number): void {
     this.inFlight--;
     if (this.shutdown.signal.aborted && result.kind !== 'delivered') {
-      this.settle(job, { kind: 'dropped', reason: 'closed' });
+      this.settle(job, this.leftover());
     } else {
       this.adjustLimit(result, started);
       this.handle(job, result, snippet);
     }
     this.pump();
+    if (this.spilledJobs.size > 0 || this.recoveredLeft) this.refill();
   }
 
   /** Tells the in-flight limit how the attempt went; applies a new limit at once. */
@@ -331,7 +422,7 @@ export class DeliveryEngine implements Delivery {
         this.connectionSucceeded();
         job.throttles++;
         const message = `the tracking endpoint answered 429 (too many requests)${body}.`;
-        if (job.throttles >= MAX_THROTTLES) {
+        if (job.throttles >= MAX_THROTTLES && !this.store) {
           this.options.reporter.warn(
             'ZENOVAY_HTTP_429',
             `${message} An event met it ${MAX_THROTTLES} times and was given up.`,
@@ -379,7 +470,15 @@ export class DeliveryEngine implements Delivery {
 
   private retryOrFail(job: Job, reason: FailReason, message: string, status?: number): void {
     if (job.retriesUsed >= this.options.maxRetries) {
-      this.settle(job, { kind: 'failed', reason, message, ...(status ? { status } : {}) });
+      if (this.store === undefined) {
+        this.settle(job, { kind: 'failed', reason, message, ...(status ? { status } : {}) });
+      } else if (this.closing) {
+        this.settle(job, { kind: 'stored' });
+      } else {
+        // The outbox keeps it: it is never given up for a failure that may pass, only slowed.
+        const max = this.options.maxRetryDelayMs;
+        this.requeue(job, Math.floor(max / 2 + (this.random() * max) / 2), reason);
+      }
       return;
     }
     const delay = this.closing
@@ -397,6 +496,11 @@ export class DeliveryEngine implements Delivery {
   /** Puts a job back to wait (after `delay` ms), within the queue's bound. */
   private requeue(job: Job, delay: number, reason: FailReason): void {
     if (this.waiting >= this.options.maxQueueSize) {
+      if (this.store !== undefined && job.id !== undefined) {
+        if (this.closing) this.settle(job, { kind: 'stored' });
+        else this.spill(job, this.store);
+        return;
+      }
       this.reportQueueFull();
       this.settle(job, { kind: 'dropped', reason: 'queue_full' });
       return;
@@ -435,10 +539,17 @@ export class DeliveryEngine implements Delivery {
 
   private settle(job: Job, outcome: Outcome): void {
     if (job.state === 'settled') return;
+    if (job.state === 'spilled') this.spilledJobs.delete(job.id!);
     job.state = 'settled';
     this.pending.take(job.seq);
+    // The endpoint has answered for it: the outbox forgets it (a `stored` one stays there).
+    if (this.store !== undefined && job.id !== undefined && outcome.kind !== 'stored') {
+      this.store.settle(job.id);
+    }
     if (outcome.kind === 'delivered') {
       this.delivered++;
+    } else if (outcome.kind === 'stored') {
+      this.stored++;
     } else if (outcome.kind === 'failed') {
       this.failed[outcome.reason]++;
       this.events.emit('error', {
@@ -461,6 +572,187 @@ export class DeliveryEngine implements Delivery {
 
   private reportQueueFull(): void {
     reportQueueFull(this.options.reporter, this.options.maxQueueSize);
+  }
+
+  private reportOutboxFull(): void {
+    this.options.reporter.warn(
+      'ZENOVAY_OUTBOX_FULL',
+      'the outbox is full (past its maxBytes / maxLength, or it cannot write): new events are ' +
+        'dropped (reason `outbox_full`) until events in it are delivered.',
+    );
+  }
+
+  /** How an event still here at the close timeout ends: kept in the outbox, or dropped. */
+  private leftover(): Outcome {
+    return this.store ? { kind: 'stored' } : { kind: 'dropped', reason: 'closed' };
+  }
+
+  // ---- the outbox -------------------------------------------------------------------------
+
+  private openOutbox(outbox: EngineOutbox): void {
+    this.storeOpening = outbox.store.open().then(
+      () => {
+        this.store = outbox.store;
+        this.storeState = 'open';
+        this.parked = 0;
+        // What was accepted while it opened is written now; what waited past the bound for it
+        // goes to the outbox only.
+        for (const [, job] of this.pending.entries()) {
+          if (job.state === 'settled') continue;
+          const kept = this.keep(job, outbox.store);
+          if (job.state !== 'spilled') continue;
+          if (kept === 'kept') this.spill(job, outbox.store);
+          else
+            this.settle(job, {
+              kind: 'dropped',
+              reason: kept === 'full' ? 'outbox_full' : 'queue_full',
+            });
+        }
+        this.recoveredLeft = outbox.store.stats().recovered > 0;
+        this.takeTimer = setInterval(() => this.refill(), OUTBOX_TAKE_MS);
+        this.takeTimer.unref();
+        this.refill();
+      },
+      (error: unknown) => {
+        this.storeState = 'unavailable';
+        this.parked = 0;
+        for (const [, job] of this.pending.entries()) {
+          if (job.state === 'spilled') {
+            this.reportQueueFull();
+            this.settle(job, { kind: 'dropped', reason: 'queue_full' });
+          }
+        }
+        this.options.reporter.error(
+          'ZENOVAY_OUTBOX_UNAVAILABLE',
+          `the outbox could not be opened: ${errorMessage(error)} Events are kept in memory only ` +
+            '(as without an outbox) until this tracker is closed.',
+        );
+      },
+    );
+  }
+
+  /** Writes a job to the outbox; `'failed'` when the store refused it for a reason other than room. */
+  private keep(job: Job, store: OutboxStore): 'kept' | 'full' | 'failed' {
+    job.id ??= randomUUID();
+    const entry: OutboxEntry = {
+      key: job.id,
+      body: job.body,
+      headers: job.headers,
+      acceptedAt: Date.now(),
+    };
+    try {
+      return store.append(entry) ? 'kept' : 'full';
+    } catch (error) {
+      this.options.reporter.error(
+        'ZENOVAY_OUTBOX_ERROR',
+        `the outbox refused an event: ${errorMessage(error)} It is kept in memory only.`,
+      );
+      return 'failed';
+    }
+  }
+
+  /** Leaves a job to the outbox only: it keeps its place in the accounts, not its body. */
+  private spill(job: Job, store: OutboxStore): void {
+    job.state = 'spilled';
+    job.body = '';
+    job.headers = NO_HEADERS;
+    store.spill(job.id!);
+    this.spilledJobs.set(job.id!, job);
+    this.options.outbox?.spilled?.(job.id!);
+  }
+
+  /** Reads events back from the outbox while there is room in memory. */
+  private refill(): void {
+    const store = this.store;
+    if (store === undefined || this.taking || this.shutdown.signal.aborted) return;
+    const room = this.options.maxQueueSize - this.waiting;
+    // Read back in batches, not one event at a time: wait for room for a good part of one.
+    if (room < Math.min(TAKE_BATCH, Math.ceil(this.options.maxQueueSize / 4), 64)) return;
+    const max = Math.min(TAKE_BATCH, room);
+    this.taking = true;
+    store.take(max).then(
+      (entries) => {
+        this.taking = false;
+        for (const entry of entries) this.admit(entry);
+        if (entries.length < max) this.recoveredLeft = false;
+        this.pump();
+        if (entries.length === max) this.refill();
+      },
+      (error: unknown) => {
+        this.taking = false;
+        if (this.shutdown.signal.aborted) return;
+        this.options.reporter.warn(
+          'ZENOVAY_OUTBOX_ERROR',
+          `reading events back from the outbox failed: ${errorMessage(error)} It is tried again.`,
+        );
+      },
+    );
+  }
+
+  /** An event read back from the outbox: one of ours that waited there, or one left by others. */
+  private admit(entry: OutboxEntry): void {
+    if (this.shutdown.signal.aborted) return; // it stays in the outbox for the next run
+    const own = this.spilledJobs.get(entry.key);
+    if (own !== undefined) {
+      this.spilledJobs.delete(entry.key);
+      own.body = entry.body;
+      own.headers = entry.headers;
+      this.waiting++;
+      this.enqueue(own, 0);
+      return;
+    }
+    this.enqueued++;
+    this.taken++;
+    const settled = this.options.outbox?.admitted?.(entry.key);
+    const job: Job = {
+      seq: ++this.seq,
+      id: entry.key,
+      headers: entry.headers,
+      body: entry.body,
+      state: 'queued',
+      retriesUsed: 0,
+      throttles: 0,
+      timer: undefined,
+      settled,
+    };
+    this.pending.add(job.seq, job);
+    this.waiting++;
+    // Older than anything accepted since: it goes first.
+    this.enqueue(job, 1);
+  }
+
+  private outboxStats(outbox: EngineOutbox): OutboxTrackerStats {
+    const s = outbox.store.stats() as ReturnType<OutboxStore['stats']> & {
+      lost?: number;
+    };
+    const now = performance.now();
+    const rates = this.rates;
+    const elapsed = now - rates.at;
+    if (elapsed >= 1000) {
+      if (rates.at > 0) {
+        rates.writtenPerSecond = Math.round(((s.written - rates.written) * 1000) / elapsed);
+        rates.readPerSecond = Math.round(((s.read - rates.read) * 1000) / elapsed);
+      }
+      rates.at = now;
+      rates.written = s.written;
+      rates.read = s.read;
+    }
+    return {
+      store: outbox.kind,
+      state: this.storeState,
+      persisted: s.persisted,
+      spilled: this.spilledJobs.size,
+      recovered: s.recovered,
+      taken: this.taken,
+      written: s.written,
+      read: s.read,
+      writtenPerSecond: rates.writtenPerSecond,
+      readPerSecond: rates.readPerSecond,
+      bytes: s.bytes,
+      corrupt: s.corrupt,
+      full: s.full,
+      lost: s.lost ?? 0,
+    };
   }
 
   // ---- pauses: 429s and the circuit -------------------------------------------------------
@@ -561,11 +853,14 @@ export class DeliveryEngine implements Delivery {
       this.queue.clear();
       this.backlog.clear();
       this.retryBacklog.clear();
+      const leftover = this.leftover();
       for (const [, job] of this.pending.entries()) {
         if (job.state === 'queued' || job.state === 'retry_wait') {
           clearTimeout(job.timer);
           this.waiting--;
-          this.settle(job, { kind: 'dropped', reason: 'closed' });
+          this.settle(job, leftover);
+        } else if (job.state === 'spilled') {
+          this.settle(job, leftover);
         }
       }
       this.shutdown.abort();
@@ -579,7 +874,32 @@ export class DeliveryEngine implements Delivery {
     this.throttleTimer = undefined;
     this.circuitTimer = undefined;
     await this.options.transport.close?.();
+    await this.closeOutbox();
   }
+
+  /** After the engine: what is not settled stays in the store for the next open. */
+  private async closeOutbox(): Promise<void> {
+    const outbox = this.options.outbox;
+    if (outbox === undefined) return;
+    await this.storeOpening;
+    clearInterval(this.takeTimer);
+    this.takeTimer = undefined;
+    if (this.store === undefined) return;
+    try {
+      await this.store.close();
+    } catch (error) {
+      this.options.reporter.error(
+        'ZENOVAY_OUTBOX_ERROR',
+        `closing the outbox failed: ${errorMessage(error)}`,
+      );
+    }
+    this.storeState = 'closed';
+  }
+}
+
+function errorMessage(error: unknown): string {
+  const message = (error as Error | undefined)?.message ?? String(error);
+  return /[.!?]$/.test(message) ? message : `${message}.`;
 }
 
 /** What an attempt's result says about the endpoint's load. */

@@ -69,6 +69,20 @@ export class Ledger<T> {
     return value;
   }
 
+  /** The value of open event `number`, or undefined. */
+  peek(number: number): T | undefined {
+    const slot = number & this.mask;
+    if (this.numbers[slot] === number) return this.values[slot];
+    return this.overflow.size === 0 ? undefined : this.overflow.get(number);
+  }
+
+  /** Replaces the value of open event `number`; does nothing when it is not open. */
+  replace(number: number, value: T): void {
+    const slot = number & this.mask;
+    if (this.numbers[slot] === number) this.values[slot] = value;
+    else if (this.overflow.has(number)) this.overflow.set(number, value);
+  }
+
   /** The smallest open number, or undefined when none is open. */
   first(): number | undefined {
     if (this.count === 0) return undefined;

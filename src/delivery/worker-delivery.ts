@@ -12,6 +12,10 @@
  * thread (the in-thread engine) with the events still open. The worker is referenced only while it
  * holds events, so it keeps the process alive no longer than in-thread sockets would, and it
  * is terminated by `close()`.
+ *
+ * With an outbox the worker writes every event to it and says up to which number it has
+ * (`persisted`): a restarted worker reads those back from the store itself, so only the newer
+ * ones are given back. Events that wait in the outbox only keep a marker here, not their copy.
  */
 import { randomUUID } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
@@ -30,7 +34,9 @@ import {
   type TrackerStats,
 } from './delivery.js';
 import { createLimit } from './adaptive-limit.js';
-import { DeliveryEngine } from './engine.js';
+import { DeliveryEngine, type EngineOutbox } from './engine.js';
+import { createOutboxStore, outboxIdentity } from '../outbox/config.js';
+import type { OutboxTrackerStats } from '../outbox/types.js';
 import { Emitter, EVENT_NAMES } from './events.js';
 import { Ledger } from './ledger.js';
 import { connectionCap, createDefaultTransport } from './default-transport.js';
@@ -50,6 +56,7 @@ import {
   HEARTBEAT_MS,
   HURRY_DELAY_MS,
   idempotencyKey,
+  keySeq,
   OUTCOMES,
   type FromWorker,
   type ToWorker,
@@ -133,23 +140,41 @@ export class WorkerDelivery implements Delivery {
 
   private enqueued = 0;
   private delivered = 0;
+  private stored = 0;
   private readonly reasons = emptyReasons();
   /** Retries of workers that are gone; the live one's are added. */
   private pastRetries = 0;
   private workerRetries = 0;
   private workerInFlight = 0;
+  /** Events that earlier runs or other instances left, taken in by workers that are gone / the live one. */
+  private pastTaken = 0;
+  private workerTaken = 0;
+  /** Every event numbered up to this one is in the outbox (or settled), as the worker said. */
+  private persisted = 0;
+  /** The outbox as of the worker's last report. */
+  private outboxStats: OutboxTrackerStats | undefined;
   private circuit: TrackerStats['circuit'] = 'closed';
   /** The worker's in-flight limit as of its last report. */
   private concurrency: TrackerStats['concurrency'];
 
   constructor(private readonly options: WorkerDeliveryOptions) {
-    this.bound = options.config.maxQueueSize + connectionCap(options.config);
+    // With an outbox, events past the worker's memory wait in the store and only a marker stays
+    // here; the store's own bound (maxBytes, maxLength) drops what it cannot take.
+    this.bound = options.config.outbox
+      ? Infinity
+      : options.config.maxQueueSize + connectionCap(options.config);
     this.concurrency = startingLimit(options.config);
     this.open = new Ledger();
     this.stallMs = options.stallMs ?? STALL_MS;
     this.calmDelayMs = options.calmDelayMs ?? CALM_DELAY_MS;
     this.events = new Emitter((name, listened) => this.post({ t: 'listen', name, listened }));
-    // The worker starts with the first event: a tracker that never sends costs no thread.
+    // The worker starts with the first event: a tracker that never sends costs no thread. With an
+    // outbox it starts at once, to send what an earlier run left.
+    if (options.config.outbox) {
+      this.outboxStats = startingOutbox(options.config.outbox.kind);
+      this.started = true;
+      this.startWorker();
+    }
   }
 
   /** Where events are sent from: `'worker'`, or `'main'` after the worker could not be used. */
@@ -298,7 +323,8 @@ export class WorkerDelivery implements Delivery {
   stats(): TrackerStats {
     const failed = sum(this.reasons.failed);
     const dropped = sum(this.reasons.dropped);
-    const unsettled = this.enqueued - this.delivered - failed - dropped;
+    const enqueued = this.enqueued + this.pastTaken + this.workerTaken;
+    const unsettled = enqueued - this.delivered - failed - dropped - this.stored;
     const live = this.inline?.stats();
     // The worker's split is as of its last report (at most CALM_DELAY_MS old). Events on their
     // way to it count as waiting up to maxQueueSize and as in flight beyond, so that neither count
@@ -306,13 +332,14 @@ export class WorkerDelivery implements Delivery {
     const reported = live ? live.inFlight : this.workerInFlight;
     const inFlight = Math.min(
       unsettled,
-      Math.max(reported, unsettled - this.options.config.maxQueueSize),
+      Math.max(reported, unsettled - this.options.config.maxQueueSize - this.spilledNow(live)),
     );
-    return {
-      enqueued: this.enqueued,
+    const stats: TrackerStats = {
+      enqueued,
       delivered: this.delivered,
       failed,
       dropped,
+      stored: this.stored,
       retries: this.pastRetries + (live ? live.retries : this.workerRetries),
       queued: unsettled - inFlight,
       inFlight,
@@ -323,6 +350,14 @@ export class WorkerDelivery implements Delivery {
       circuit: live ? live.circuit : this.circuit,
       concurrency: live ? live.concurrency : { ...this.concurrency },
     };
+    const outbox = live ? live.outbox : this.outboxStats;
+    if (outbox) stats.outbox = { ...outbox };
+    return stats;
+  }
+
+  /** Events that wait in the outbox only, as last heard. */
+  private spilledNow(live: TrackerStats | undefined): number {
+    return (live ? live.outbox : this.outboxStats)?.spilled ?? 0;
   }
 
   // ---- the worker -----------------------------------------------------------------------
@@ -403,6 +438,9 @@ export class WorkerDelivery implements Delivery {
     this.pastRetries += this.workerRetries;
     this.workerRetries = 0;
     this.workerInFlight = 0;
+    this.pastTaken += this.workerTaken;
+    this.workerTaken = 0;
+    if (this.outboxStats) this.outboxStats = { ...this.outboxStats, state: 'opening' };
     if (this.circuit !== 'closed') this.events.emit('circuit', { state: 'closed', failures: 0 });
     this.circuit = 'closed';
     this.concurrency = startingLimit(this.options.config);
@@ -445,6 +483,7 @@ export class WorkerDelivery implements Delivery {
       ...this.options.config,
       transport: createDefaultTransport(this.options.config),
       reporter: this.options.reporter,
+      outbox: this.inlineOutbox(),
     });
     for (const name of EVENT_NAMES) {
       inline.events.on(name, (payload) => this.events.emit(name, payload as never));
@@ -452,7 +491,38 @@ export class WorkerDelivery implements Delivery {
     this.inline = inline;
     if (this.batchTimer !== undefined) clearTimeout(this.batchTimer);
     this.batchTimer = undefined;
-    for (const [, event] of this.open.entries()) this.submitDecoded(encodedOf(event));
+    // What the outbox has, the in-thread engine reads back from it.
+    for (const [seq, event] of this.open.entries()) {
+      if (seq > this.persisted) this.submitDecoded(encodedOf(event));
+    }
+  }
+
+  /** The outbox for in-thread delivery, opened again by this thread. */
+  private inlineOutbox(): EngineOutbox | undefined {
+    const config = this.options.config.outbox;
+    if (config === undefined) return undefined;
+    return {
+      store: createOutboxStore(config, this.options.reporter, outboxIdentity(this.keyPrefix)),
+      kind: config.kind,
+      admitted: (key) => {
+        const seq = keySeq(this.keyPrefix, key);
+        if (seq !== undefined) return (outcome) => this.settle(seq, outcome);
+        this.pastTaken++;
+        return (outcome) => this.count(outcome);
+      },
+      spilled: (key) => this.spilledHere(keySeq(this.keyPrefix, key)),
+    };
+  }
+
+  /** An event now waits in the outbox only: its copy here is no longer needed. */
+  private spilledHere(seq: number | undefined): void {
+    if (seq === undefined) return;
+    const event = this.open.peek(seq);
+    if (event === undefined) return;
+    this.open.replace(
+      seq,
+      typeof event === 'string' ? '' : { encoded: '', settled: event.settled },
+    );
   }
 
   private submitInline(seq: number, body: string, headers: EventHeaders): void {
@@ -498,7 +568,9 @@ export class WorkerDelivery implements Delivery {
     let data = '';
     let count = 0;
     let awaited = false;
-    for (const [, event] of this.open.entries()) {
+    for (const [seq, event] of this.open.entries()) {
+      // A new worker reads what the outbox has from the store itself.
+      if (seq <= this.persisted) continue;
       data += encodedOf(event);
       awaited ||= typeof event !== 'string';
       if (++count === MAX_BATCH) {
@@ -538,6 +610,13 @@ export class WorkerDelivery implements Delivery {
     for (let i = 0; i + 1 < settled.length; i += 2) {
       this.settle(settled[i]!, OUTCOMES[settled[i + 1]!]!);
     }
+    if (message.outbox) {
+      for (const seq of message.spilled!) this.spilledHere(seq);
+      for (const code of message.recovered!) this.count(OUTCOMES[code]!);
+      this.workerTaken = message.taken!;
+      this.persisted = Math.max(this.persisted, message.persisted!);
+      this.outboxStats = message.outbox;
+    }
     this.workerRetries = message.retries;
     this.workerInFlight = message.inFlight;
     this.circuit = message.circuit;
@@ -567,6 +646,7 @@ export class WorkerDelivery implements Delivery {
   private count(outcome: Outcome): void {
     if (outcome.kind === 'delivered') this.delivered++;
     else if (outcome.kind === 'failed') this.reasons.failed[outcome.reason]++;
+    else if (outcome.kind === 'stored') this.stored++;
     else this.reasons.dropped[outcome.reason]++;
   }
 
@@ -637,8 +717,13 @@ export class WorkerDelivery implements Delivery {
     }
     // In-thread delivery, from the start or since a worker that could not start gave it its events.
     if (this.inline) await this.inline.close(Math.max(0, deadline - Date.now()));
-    // What no one reported on (a worker that hung while closing) did not get out.
+    // What no one reported on (a worker that hung while closing) did not get out; what the
+    // outbox has stays there for the next run.
     for (const [seq] of this.open.entries()) {
+      if (seq <= this.persisted) {
+        this.settle(seq, { kind: 'stored' });
+        continue;
+      }
       this.settle(seq, { kind: 'dropped', reason: 'closed' });
       this.events.emit('drop', { reason: 'closed', id: idempotencyKey(this.keyPrefix, seq) });
     }
@@ -654,6 +739,26 @@ function encodedOf(event: OpenEvent): string {
 
 function describeError(error: unknown): string {
   return (error as Error | undefined)?.message ?? String(error);
+}
+
+/** The outbox's stats before the worker has said anything. */
+function startingOutbox(kind: OutboxTrackerStats['store']): OutboxTrackerStats {
+  return {
+    store: kind,
+    state: 'opening',
+    persisted: 0,
+    spilled: 0,
+    recovered: 0,
+    taken: 0,
+    written: 0,
+    read: 0,
+    writtenPerSecond: 0,
+    readPerSecond: 0,
+    bytes: 0,
+    corrupt: 0,
+    full: 0,
+    lost: 0,
+  };
 }
 
 /** A new engine's limit, before it has said anything. */

@@ -11,12 +11,14 @@ import { EVENT_NAMES, type TrackerEventName, type TrackerEvents } from './events
 import { createDefaultTransport } from './default-transport.js';
 import type { QueryPolicy } from '../options.js';
 import { buildPageview, tooLargeMessage } from '../request/pageview-event.js';
-import type { EventHeaders } from './delivery.js';
+import type { EventHeaders, Settled } from './delivery.js';
+import { createOutboxStore, outboxIdentity } from '../outbox/config.js';
 import {
   decodeEvents,
   HEARTBEAT_MS,
   HURRY_DELAY_MS,
   idempotencyKey,
+  keySeq,
   outcomeCode,
   type FromWorker,
   type ToWorker,
@@ -48,11 +50,52 @@ class ForwardingReporter extends Reporter {
   }
 }
 const reporter = new ForwardingReporter({});
+
+// With an outbox: what the main thread, which keeps the accounts, needs to hear besides outcomes.
+/** Numbers of events that now wait in the outbox only. */
+let spilled: number[] = [];
+/** Outcome codes of events that an earlier run or another instance left. */
+let recovered: number[] = [];
+/** How many of those this worker took into delivery. */
+let taken = 0;
+/** The last event number handed to the engine. */
+let lastSeq = 0;
+
+const outbox = config.outbox
+  ? {
+      store: createOutboxStore(config.outbox, reporter, outboxIdentity(config.keyPrefix)),
+      kind: config.outbox.kind,
+      admitted(key: string): Settled {
+        const seq = keySeq(config.keyPrefix, key);
+        // One of this tracker's own, left by a delivery worker that crashed: the main thread knows it.
+        if (seq !== undefined) return (outcome) => settle(seq, outcomeCode(outcome));
+        taken++;
+        return (outcome) => {
+          recovered.push(outcomeCode(outcome));
+          schedule();
+        };
+      },
+      spilled(key: string): void {
+        const seq = keySeq(config.keyPrefix, key);
+        if (seq !== undefined) spilled.push(seq);
+      },
+    }
+  : undefined;
+
 const engine = new DeliveryEngine({
   ...config,
   transport: createDefaultTransport(config),
   reporter,
+  outbox,
 });
+
+// The main thread hears the outbox's state as soon as it is known, events or not.
+void engine.outboxOpened?.then(() => schedule());
+
+function settle(seq: number, code: number): void {
+  settled.push(seq, code);
+  schedule();
+}
 
 for (const name of EVENT_NAMES) {
   engine.events.on(name, (payload: TrackerEvents[typeof name]) => {
@@ -101,6 +144,15 @@ function report(): void {
     emitted,
     logs,
   };
+  if (outbox) {
+    message.spilled = spilled;
+    message.recovered = recovered;
+    message.taken = taken;
+    message.persisted = engine.outboxState === 'open' ? lastSeq : 0;
+    message.outbox = stats.outbox!;
+    spilled = [];
+    recovered = [];
+  }
   settled = [];
   emitted = [];
   logs = [];
@@ -120,13 +172,11 @@ setInterval(() => {
 port.postMessage({ t: 'ready' } satisfies FromWorker);
 
 function submit(seq: number, body: string, headers: EventHeaders): void {
+  lastSeq = seq;
   engine.submit(
     body,
     headers,
-    (outcome) => {
-      settled.push(seq, outcomeCode(outcome));
-      schedule();
-    },
+    (outcome) => settle(seq, outcomeCode(outcome)),
     idempotencyKey(config.keyPrefix, seq),
   );
 }
@@ -145,6 +195,7 @@ port.on('message', (message: ToWorker) => {
           reporter.warn('ZENOVAY_INVALID_EVENT', tooLargeMessage('a pageview', built.tooLarge));
           if (listened.has('drop')) emitted.push(['drop', { reason: 'invalid' }]);
           settled.push(seq, INVALID);
+          lastSeq = seq;
           return;
         }
         submit(seq, built.body, built.headers);

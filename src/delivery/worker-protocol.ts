@@ -14,10 +14,12 @@ import {
 import type { TrackerEventName, TrackerEvents } from './events.js';
 import type { ReportLevel } from '../logger.js';
 import type { QueryPolicy } from '../options.js';
+import type { OutboxConfig } from '../outbox/config.js';
+import type { OutboxTrackerStats } from '../outbox/types.js';
 import { text, type PageviewHeaders, type PageviewParts } from '../request/pageview-event.js';
 
 /** The engine's settings, as the worker receives them (functions cannot cross threads). */
-export type WorkerConfig = Omit<EngineOptions, 'transport' | 'reporter' | 'random'> & {
+export type WorkerConfig = Omit<EngineOptions, 'transport' | 'reporter' | 'random' | 'outbox'> & {
   /** The first 24 characters of each Idempotency-Key; the event's number makes the rest. */
   keyPrefix: string;
   /** How long the worker gathers outcomes while nobody waits ({@link CALM_DELAY_MS}). */
@@ -26,6 +28,8 @@ export type WorkerConfig = Omit<EngineOptions, 'transport' | 'reporter' | 'rando
   anonymizeIp: boolean;
   /** The proxy's URL (credentials included) when the endpoint is reached through one. */
   proxy?: string | undefined;
+  /** The durable outbox (never with a Redis client object: it cannot cross). */
+  outbox?: OutboxConfig | undefined;
 };
 
 export type ToWorker =
@@ -55,6 +59,15 @@ export type FromWorker =
       emitted: [TrackerEventName, TrackerEvents[TrackerEventName]][];
       /** Reports of the worker's engine, throttled again by the main thread's reporter. */
       logs: [ReportLevel, string, string][];
+      /** With an outbox: the numbers of events now waiting in it only (the main thread frees their copy). */
+      spilled?: number[];
+      /** With an outbox: outcome codes of events an earlier run or another instance left. */
+      recovered?: number[];
+      /** With an outbox: how many such events this worker has taken into delivery (a total). */
+      taken?: number;
+      /** With an outbox: every event numbered up to this one is in the outbox or settled. */
+      persisted?: number;
+      outbox?: OutboxTrackerStats;
     }
   | { t: 'closed' }
   /** The worker is set up: from now on a crash is worth a restart. */
@@ -88,11 +101,13 @@ export const OUTCOMES: readonly Outcome[] = Object.freeze([
     message: `the event failed (${reason}) in the delivery worker`,
   })),
   ...DROP_REASONS.map((reason): Outcome => ({ kind: 'dropped', reason })),
+  { kind: 'stored' },
 ]);
 
 export function outcomeCode(outcome: Outcome): number {
   if (outcome.kind === 'delivered') return 0;
   if (outcome.kind === 'failed') return 1 + FAIL_REASONS.indexOf(outcome.reason);
+  if (outcome.kind === 'stored') return 1 + FAIL_REASONS.length + DROP_REASONS.length;
   return 1 + FAIL_REASONS.length + DROP_REASONS.indexOf(outcome.reason);
 }
 
@@ -221,4 +236,11 @@ export function decodeEvents(
 /** The Idempotency-Key of event `seq`: a UUID whose last 12 hex digits are the number. */
 export function idempotencyKey(prefix: string, seq: number): string {
   return prefix + seq.toString(16).padStart(12, '0');
+}
+
+/** The number in a key made by {@link idempotencyKey} with `prefix`; undefined for anyone else's. */
+export function keySeq(prefix: string, key: string): number | undefined {
+  if (key.length !== prefix.length + 12 || !key.startsWith(prefix)) return undefined;
+  const seq = parseInt(key.slice(prefix.length), 16);
+  return Number.isSafeInteger(seq) && seq > 0 ? seq : undefined;
 }

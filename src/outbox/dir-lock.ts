@@ -67,13 +67,13 @@ export function procStartOf(pid: number | 'self'): string | undefined {
 }
 
 /** This process as a lock names it. */
-export function selfHolder(): LockHolder {
+export function selfHolder(token?: string): LockHolder {
   const startedAt = new Date(Date.now() - process.uptime() * 1000).toISOString();
   const holder: LockHolder = {
     pid: process.pid,
     hostname: os.hostname(),
     startedAt,
-    token: randomBytes(8).toString('hex'),
+    token: token ?? randomBytes(8).toString('hex'),
   };
   const procStart = procStartOf('self');
   const bootId = tryRead(() => readFileSync('/proc/sys/kernel/random/boot_id', 'latin1'));
@@ -203,10 +203,14 @@ export interface HeldLock {
   release(): Promise<void>;
 }
 
-/** Takes the directory's lock, or rejects naming the live holder. */
-export async function acquireLock(dir: string): Promise<HeldLock> {
+/**
+ * Takes the directory's lock, or rejects naming the live holder. A lock of this same process with
+ * the same `token` was left by an earlier opener that is gone (a crashed delivery worker of the
+ * same tracker): it is taken over.
+ */
+export async function acquireLock(dir: string, token?: string): Promise<HeldLock> {
   const file = path.join(dir, LOCK_FILE);
-  const self = selfHolder();
+  const self = selfHolder(token);
   const content = JSON.stringify(self) + '\n';
   let tookOver: HeldLock['tookOver'];
   for (let attempt = 0; ; attempt++) {
@@ -229,7 +233,10 @@ export async function acquireLock(dir: string): Promise<HeldLock> {
       throw ioError(dir, 'read the lock file', error);
     }
     const holder = parseHolder(text);
-    const verdict = judgeLock(holder, mtimeMs, self);
+    const verdict: Verdict =
+      token !== undefined && holder?.token === token && holder.pid === self.pid
+        ? { held: false, why: 'it was left by an earlier delivery thread of the same tracker' }
+        : judgeLock(holder, mtimeMs, self);
     if (verdict.held) throw lockedError(dir, holder, verdict.why);
     if (attempt >= 5) throw lockedError(dir, holder, 'fresh');
     // Stale: move it aside, then check that what moved is what was judged (a racing process may

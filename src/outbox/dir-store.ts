@@ -77,6 +77,11 @@ export interface DirectoryOutboxOptions {
   /** A segment file is closed and a new one started past this size (at most maxBytes / 4). */
   segmentBytes?: number;
   reporter?: OutboxReporter;
+  /**
+   * Names the opener in the lock: a lock this process left under the same token (a delivery
+   * worker that crashed) is taken over instead of refused.
+   */
+  lockToken?: string;
 }
 
 export const DEFAULT_SYNC_INTERVAL_MS = 1000;
@@ -156,6 +161,7 @@ export class DirectoryOutbox implements OutboxStore {
   private readonly maxBytes: number;
   private readonly segmentBytes: number;
   private readonly reporter: OutboxReporter | undefined;
+  private readonly lockToken: string | undefined;
 
   private state: State = 'new';
   private openPromise: Promise<void> | undefined;
@@ -231,6 +237,7 @@ export class DirectoryOutbox implements OutboxStore {
       Math.min(segmentBytes, Math.floor(this.maxBytes / 4)),
     );
     this.reporter = options.reporter;
+    this.lockToken = options.lockToken;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -262,7 +269,7 @@ export class DirectoryOutbox implements OutboxStore {
     } catch (error) {
       throw ioError(this.dir, 'create the outbox directory', error);
     }
-    const lock = await acquireLock(this.dir);
+    const lock = await acquireLock(this.dir, this.lockToken);
     try {
       if (lock.tookOver) {
         this.reporter?.warn('ZENOVAY_OUTBOX_STALE_LOCK', describeTakeover(this.dir, lock.tookOver));

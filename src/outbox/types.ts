@@ -1,7 +1,6 @@
 /**
- * The durable outbox's vocabulary (issue 17): what a store keeps of an accepted event, and what
- * every store (a directory, Redis) offers the delivery engine. The engine does not use a store
- * yet: this is the first step, the stores and their tests; wiring them into delivery comes next.
+ * The durable outbox's vocabulary: what a store keeps of an accepted event, what every store (a
+ * directory, Redis) offers the delivery engine, and what a tracker's stats show of it.
  */
 /** One accepted event as an outbox keeps it until the endpoint has answered for it. */
 export interface OutboxEntry {
@@ -60,4 +59,37 @@ export interface OutboxStore {
   stats(): OutboxStats;
   /** Syncs, releases the lock / connection, clears every timer. Entries not settled stay for the next open(). Idempotent. */
   close(): Promise<void>;
+}
+
+/** What `stats().outbox` shows of a tracker's outbox. */
+export interface OutboxTrackerStats {
+  store: 'directory' | 'redis';
+  /**
+   * `'opening'` until the store is ready (events meanwhile wait in memory and are written once it
+   * is), `'open'`, `'unavailable'` when it could not be opened (the log says why; delivery goes on
+   * from memory only), `'closed'`.
+   */
+  state: 'opening' | 'open' | 'unavailable' | 'closed';
+  /** Events in the outbox that no answer has settled yet (this instance's view). */
+  persisted: number;
+  /** Of this tracker's own events, those waiting on disk only (past `maxQueueSize`): counted in `queued`. */
+  spilled: number;
+  /** Found at start (left by an earlier run) and not yet taken into delivery. */
+  recovered: number;
+  /** Events taken into delivery that an earlier run or another instance left: counted in `enqueued`. */
+  taken: number;
+  /** Entries written to and read back from the store since start. */
+  written: number;
+  read: number;
+  /** The same over about the last second. */
+  writtenPerSecond: number;
+  readPerSecond: number;
+  /** Bytes on disk / in the stream (approximate for Redis). */
+  bytes: number;
+  /** Torn or damaged records skipped at recovery (directory). */
+  corrupt: number;
+  /** Appends refused because the store was full; each is a drop with reason `outbox_full`. */
+  full: number;
+  /** Entries gone from the store before they were settled (Redis trimmed or lost them). */
+  lost: number;
 }
