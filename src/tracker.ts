@@ -132,7 +132,10 @@ export class ZenovayTracker implements Tracker {
           reporter,
           transport: transport ?? createDefaultTransport(engine),
           outbox: outbox && {
-            store: createOutboxStore(outbox, reporter, outboxIdentity(randomUUID().slice(0, 24))),
+            store: createOutboxStore(outbox, reporter, {
+              ...outboxIdentity(randomUUID().slice(0, 24)),
+              onLost: (keys) => (this.delivery as DeliveryEngine).outboxLost(keys),
+            }),
             kind: outbox.kind,
           },
         });

@@ -10,7 +10,8 @@ import type { OutboxTrackerStats } from '../outbox/types.js';
 /** Why an event was given up after trying. */
 export type FailReason = 'rejected' | 'server_error' | 'timeout' | 'network' | 'rate_limited';
 /** Why an event was never sent. */
-export type DropReason = 'queue_full' | 'rate_limited' | 'closed' | 'invalid' | 'outbox_full';
+export type DropReason =
+  'queue_full' | 'rate_limited' | 'closed' | 'invalid' | 'outbox_full' | 'outbox_lost';
 
 /** Counters of a tracker. */
 export interface TrackerStats {
@@ -90,6 +91,7 @@ export const DROP_REASONS: readonly DropReason[] = [
   'closed',
   'invalid',
   'outbox_full',
+  'outbox_lost',
 ];
 
 /**
@@ -132,7 +134,14 @@ export function reportQueueFull(reporter: Reporter, maxQueueSize: number): void 
 export function emptyReasons(): TrackerStats['reasons'] {
   return {
     failed: { rejected: 0, server_error: 0, timeout: 0, network: 0, rate_limited: 0 },
-    dropped: { queue_full: 0, rate_limited: 0, closed: 0, invalid: 0, outbox_full: 0 },
+    dropped: {
+      queue_full: 0,
+      rate_limited: 0,
+      closed: 0,
+      invalid: 0,
+      outbox_full: 0,
+      outbox_lost: 0,
+    },
   };
 }
 

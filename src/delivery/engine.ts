@@ -280,6 +280,17 @@ export class DeliveryEngine implements Delivery {
     return stats;
   }
 
+  /**
+   * The store lost these events (a damaged record; Redis trimmed or lost them) while they waited
+   * in it only: they are dropped, reason `outbox_lost`.
+   */
+  outboxLost(keys: string[]): void {
+    for (const key of keys) {
+      const job = this.spilledJobs.get(key);
+      if (job !== undefined) this.settle(job, { kind: 'dropped', reason: 'outbox_lost' });
+    }
+  }
+
   /** Settles (never rejects) once the outbox is open or found unavailable; undefined without one. */
   get outboxOpened(): Promise<void> | undefined {
     return this.storeOpening;

@@ -502,7 +502,10 @@ export class WorkerDelivery implements Delivery {
     const config = this.options.config.outbox;
     if (config === undefined) return undefined;
     return {
-      store: createOutboxStore(config, this.options.reporter, outboxIdentity(this.keyPrefix)),
+      store: createOutboxStore(config, this.options.reporter, {
+        ...outboxIdentity(this.keyPrefix),
+        onLost: (keys) => this.inline?.outboxLost(keys),
+      }),
       kind: config.kind,
       admitted: (key) => {
         const seq = keySeq(this.keyPrefix, key);

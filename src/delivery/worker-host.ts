@@ -63,7 +63,10 @@ let lastSeq = 0;
 
 const outbox = config.outbox
   ? {
-      store: createOutboxStore(config.outbox, reporter, outboxIdentity(config.keyPrefix)),
+      store: createOutboxStore(config.outbox, reporter, {
+        ...outboxIdentity(config.keyPrefix),
+        onLost: (keys) => engine.outboxLost(keys),
+      }),
       kind: config.outbox.kind,
       admitted(key: string): Settled {
         const seq = keySeq(config.keyPrefix, key);

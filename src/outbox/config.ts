@@ -178,6 +178,8 @@ export interface OutboxIdentity {
   lockToken: string;
   /** This tracker's consumer name in the Redis group (when none is given). */
   consumer: string;
+  /** Hears the keys of events this tracker had in the store that are gone from it. */
+  onLost?: (keys: string[]) => void;
 }
 
 /** A new identity for a tracker. */
@@ -198,6 +200,7 @@ export function createOutboxStore(
     return createDirectoryOutbox({
       dir: config.dir,
       lockToken: identity.lockToken,
+      ...(identity.onLost ? { onLost: identity.onLost } : {}),
       ...(config.sync !== undefined ? { sync: config.sync } : {}),
       ...(config.syncIntervalMs !== undefined ? { syncIntervalMs: config.syncIntervalMs } : {}),
       ...(config.maxBytes !== undefined ? { maxBytes: config.maxBytes } : {}),
@@ -208,6 +211,7 @@ export function createOutboxStore(
     redis: config.redis,
     trackingCode: config.trackingCode,
     consumer: config.consumer ?? identity.consumer,
+    ...(identity.onLost ? { onLost: identity.onLost } : {}),
     ...(config.stream !== undefined ? { stream: config.stream } : {}),
     ...(config.group !== undefined ? { group: config.group } : {}),
     ...(config.maxLength !== undefined ? { maxLength: config.maxLength } : {}),

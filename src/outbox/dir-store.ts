@@ -82,6 +82,8 @@ export interface DirectoryOutboxOptions {
    * worker that crashed) is taken over instead of refused.
    */
   lockToken?: string;
+  /** Keys of entries whose record no longer reads back (damaged on disk): the caller counts them lost. */
+  onLost?: (keys: string[]) => void;
 }
 
 export const DEFAULT_SYNC_INTERVAL_MS = 1000;
@@ -162,6 +164,7 @@ export class DirectoryOutbox implements OutboxStore {
   private readonly segmentBytes: number;
   private readonly reporter: OutboxReporter | undefined;
   private readonly lockToken: string | undefined;
+  private readonly onLost: ((keys: string[]) => void) | undefined;
 
   private state: State = 'new';
   private openPromise: Promise<void> | undefined;
@@ -238,6 +241,7 @@ export class DirectoryOutbox implements OutboxStore {
     );
     this.reporter = options.reporter;
     this.lockToken = options.lockToken;
+    this.onLost = options.onLost;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -796,6 +800,11 @@ export class DirectoryOutbox implements OutboxStore {
       `a record in ${slot.seg.file} no longer reads back (damaged on disk); its event is lost`,
     );
     this.collect(slot.seg);
+    try {
+      this.onLost?.([slot.key]);
+    } catch {
+      // The caller's accounting must not break reading.
+    }
   }
 
   // ---------------------------------------------------------------------------------------------
