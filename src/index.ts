@@ -11,6 +11,9 @@ export type { CloseOptions, EventData, Tracker, Visitor, WireEvent } from './tra
 export type { AnalyticsOptions, PathPattern, TrackerOptions } from './options.js';
 export type { TrackerStats, FailReason, DropReason } from './delivery/delivery.js';
 export type { ConcurrencyStats } from './delivery/adaptive-limit.js';
+export type { DirectoryOutboxOption, OutboxOption, RedisOutboxOption } from './outbox/config.js';
+export type { OutboxTrackerStats } from './outbox/types.js';
+export type { RedisClientLike } from './outbox/redis-client.js';
 export type { Transport, TransportRequest, TransportResponse } from './delivery/transport.js';
 export type { Logger } from './logger.js';
 export type { ClientHints } from './request/forwarded-headers.js';

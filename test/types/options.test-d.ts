@@ -9,8 +9,11 @@ import {
   analytics,
   createTracker,
   type AnalyticsOptions,
+  type OutboxOption,
+  type OutboxTrackerStats,
   type Tracker,
   type TrackerOptions,
+  type TrackerStats,
 } from 'zenovay-express';
 
 // Every option is optional (the tracking code may come from ZENOVAY_TRACKING_CODE).
@@ -38,6 +41,21 @@ createTracker({ trackingCode: 'x', worker: false });
 expectTypeOf<TrackerOptions['worker']>().toEqualTypeOf<boolean | undefined>();
 // @ts-expect-error -- `worker` is a boolean
 createTracker({ trackingCode: 'x', worker: 'thread' });
+
+// The outbox: a directory or Redis (a URL or a client with sendCommand / call), never both.
+createTracker({ outbox: { dir: '/var/lib/app/zenovay', sync: 'always', syncInterval: 500 } });
+createTracker({ outbox: { redis: 'redis://127.0.0.1:6379', claimAfter: 30_000 } });
+createTracker({ outbox: { redis: { sendCommand: async (args: string[]) => args } } });
+analytics({ outbox: { dir: '/tmp/z', maxBytes: 64 * 1024 * 1024 } });
+expectTypeOf<TrackerOptions['outbox']>().toEqualTypeOf<OutboxOption | undefined>();
+// @ts-expect-error -- `sync` is 'interval' or 'always'
+createTracker({ outbox: { dir: '/tmp/z', sync: 'sometimes' } });
+// @ts-expect-error -- `dir` is a path
+createTracker({ outbox: { dir: 42 } });
+// @ts-expect-error -- a Redis outbox needs `redis`
+createTracker({ outbox: { stream: 'events' } });
+expectTypeOf<TrackerStats['stored']>().toEqualTypeOf<number>();
+expectTypeOf<TrackerStats['outbox']>().toEqualTypeOf<OutboxTrackerStats | undefined>();
 
 // A typo in an option name.
 // @ts-expect-error -- `trackingCode`, with a capital C

@@ -9,14 +9,15 @@ import { createTestCollector, type Brownout, type RecordedEvent } from 'zenovay-
 
 const tracker = createTracker({ trackingCode: 'x' });
 
-// README: stats() returns { enqueued, delivered, failed, dropped, retries, queued, inFlight,
-// reasons, circuit, concurrency }, with reasons.failed and reasons.dropped broken down by reason. Exactly
-// these fields: one more or one fewer fails the equality.
+// README: stats() returns { enqueued, delivered, failed, dropped, stored, retries, queued, inFlight,
+// reasons, circuit, concurrency, outbox? }, with reasons.failed and reasons.dropped broken down by
+// reason. Exactly these fields: one more or one fewer fails the equality.
 expectTypeOf(tracker.stats()).toEqualTypeOf<{
   enqueued: number;
   delivered: number;
   failed: number;
   dropped: number;
+  stored: number;
   retries: number;
   queued: number;
   inFlight: number;
@@ -28,7 +29,14 @@ expectTypeOf(tracker.stats()).toEqualTypeOf<{
       network: number;
       rate_limited: number;
     };
-    dropped: { queue_full: number; rate_limited: number; closed: number; invalid: number };
+    dropped: {
+      queue_full: number;
+      rate_limited: number;
+      closed: number;
+      invalid: number;
+      outbox_full: number;
+      outbox_lost: number;
+    };
   };
   circuit: 'closed' | 'open' | 'half_open';
   concurrency: {
@@ -36,6 +44,22 @@ expectTypeOf(tracker.stats()).toEqualTypeOf<{
     limit: number;
     latencyMs: number | undefined;
     baselineMs: number | undefined;
+  };
+  outbox?: {
+    store: 'directory' | 'redis';
+    state: 'opening' | 'open' | 'unavailable' | 'closed';
+    persisted: number;
+    spilled: number;
+    recovered: number;
+    taken: number;
+    written: number;
+    read: number;
+    writtenPerSecond: number;
+    readPerSecond: number;
+    bytes: number;
+    corrupt: number;
+    full: number;
+    lost: number;
   };
 }>();
 expectTypeOf(tracker.stats()).toEqualTypeOf<TrackerStats>();
