@@ -620,8 +620,10 @@ export class DeliveryEngine implements Delivery {
             });
         }
         this.recoveredLeft = outbox.store.stats().recovered > 0;
-        this.takeTimer = setInterval(() => this.refill(), OUTBOX_TAKE_MS);
-        this.takeTimer.unref();
+        if (!this.closing) {
+          this.takeTimer = setInterval(() => this.refill(), OUTBOX_TAKE_MS);
+          this.takeTimer.unref();
+        }
         this.refill();
       },
       (error: unknown) => {
@@ -672,10 +674,15 @@ export class DeliveryEngine implements Delivery {
     this.options.outbox?.spilled?.(job.id!);
   }
 
-  /** Reads events back from the outbox while there is room in memory. */
+  /**
+   * Reads events back from the outbox while there is room in memory. While closing, only for
+   * this tracker's own events that wait there (close() delivers those it can): what others left
+   * stays for the next run.
+   */
   private refill(): void {
     const store = this.store;
     if (store === undefined || this.taking || this.shutdown.signal.aborted) return;
+    if (this.closing && this.spilledJobs.size === 0) return;
     const room = this.options.maxQueueSize - this.waiting;
     // Read back in batches, not one event at a time: wait for room for a good part of one.
     if (room < Math.min(TAKE_BATCH, Math.ceil(this.options.maxQueueSize / 4), 64)) return;
@@ -704,6 +711,7 @@ export class DeliveryEngine implements Delivery {
   private admit(entry: OutboxEntry): void {
     if (this.shutdown.signal.aborted) return; // it stays in the outbox for the next run
     const own = this.spilledJobs.get(entry.key);
+    if (own === undefined && this.closing) return; // another run's: it stays for the next one
     if (own !== undefined) {
       this.spilledJobs.delete(entry.key);
       own.body = entry.body;

@@ -606,6 +606,8 @@ export class WorkerDelivery implements Delivery {
 
   private onMessage(message: Exclude<FromWorker, { t: 'ready' | 'alive' }>): void {
     if (message.t === 'closed') {
+      // Done: its 'exit' (which Node may emit in the same turn) is no crash.
+      this.worker = undefined;
       this.workerClosed?.();
       return;
     }
