@@ -83,7 +83,7 @@ export interface Tracker {
    * Rejects only for a bad `timeout` (a TypeError).
    */
   close(options?: CloseOptions): Promise<void>;
-  /** Counters; `enqueued = delivered + failed + dropped + stored + queued + inFlight` at every moment. */
+  /** Counters; `enqueued = delivered + failed + dropped + queued + inFlight` at every moment. */
   stats(): TrackerStats;
   /** Subscribes to `error`, `drop`, `retry` or `circuit`. Optional: nothing is thrown without listeners. */
   on<K extends TrackerEventName>(name: K, listener: TrackerListener<K>): this;

@@ -23,14 +23,12 @@ export interface TrackerStats {
   failed: number;
   /** Never sent: see `reasons.dropped`. */
   dropped: number;
-  /**
-   * Left in the outbox for a later start (or another instance) to send: what close() could not
-   * deliver in time. Always 0 without an outbox.
-   */
-  stored: number;
   /** Attempts beyond the first. */
   retries: number;
-  /** Waiting: for a free connection, a retry's backoff, or the end of a pause. */
+  /**
+   * Waiting: for a free connection, a retry's backoff, or the end of a pause; with an outbox also
+   * in it (past `maxQueueSize`, and what close() left there for the next run: `outbox.stored`).
+   */
   queued: number;
   /** Being sent right now. */
   inFlight: number;
@@ -71,7 +69,7 @@ export interface Delivery {
   flush(): Promise<void>;
   /** Stops intake, delivers what it can within `timeoutMs`, drops the rest, frees everything. */
   close(timeoutMs: number): Promise<void>;
-  /** `enqueued = delivered + failed + dropped + stored + queued + inFlight` at every moment. */
+  /** `enqueued = delivered + failed + dropped + queued + inFlight` at every moment. */
   stats(): TrackerStats;
 }
 

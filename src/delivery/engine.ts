@@ -2,14 +2,14 @@
  * The delivery engine: owns every event's fate from the moment it is accepted. A bounded wait,
  * a concurrency limit (p-queue), a timeout per attempt, retries with backoff, pauses for 429s,
  * a circuit for outages, the endpoint's per-IP limits, and exact accounting: at every moment
- * `enqueued = delivered + failed + dropped + stored + queued + inFlight`.
+ * `enqueued = delivered + failed + dropped + queued + inFlight`.
  *
  * With an outbox (a store, see src/outbox/), every accepted event is written to it before it
  * waits, and settled in it once the endpoint has answered for it. Past `maxQueueSize` events wait
  * on disk only ("spilled": a small record stays here, the body does not) and are read back as room
  * frees up; events an earlier run left are read back too. A transient failure never gives an event
  * up: past `maxRetries` it waits `maxRetryDelay` and tries again. close() leaves what it could not
- * deliver in the store (`stored`).
+ * deliver in the store (`outbox.stored`, still counted as queued: it waits there).
  */
 import { randomUUID } from 'node:crypto';
 import PQueue from 'p-queue';
@@ -268,9 +268,8 @@ export class DeliveryEngine implements Delivery {
       delivered: this.delivered,
       failed: sum(this.failed),
       dropped: sum(this.dropped),
-      stored: this.stored,
       retries: this.retries,
-      queued: this.waiting + this.spilledJobs.size,
+      queued: this.waiting + this.spilledJobs.size + this.stored,
       inFlight: this.inFlight,
       reasons: { failed: { ...this.failed }, dropped: { ...this.dropped } },
       circuit: this.circuit,
@@ -763,6 +762,7 @@ export class DeliveryEngine implements Delivery {
       spilled: this.spilledJobs.size,
       recovered: s.recovered,
       taken: this.taken,
+      stored: this.stored,
       written: s.written,
       read: s.read,
       writtenPerSecond: rates.writtenPerSecond,

@@ -324,22 +324,23 @@ export class WorkerDelivery implements Delivery {
     const failed = sum(this.reasons.failed);
     const dropped = sum(this.reasons.dropped);
     const enqueued = this.enqueued + this.pastTaken + this.workerTaken;
-    const unsettled = enqueued - this.delivered - failed - dropped - this.stored;
+    const unsettled = enqueued - this.delivered - failed - dropped;
+    // What still waits in this process (not what close() left in the outbox).
+    const here = unsettled - this.stored;
     const live = this.inline?.stats();
     // The worker's split is as of its last report (at most CALM_DELAY_MS old). Events on their
     // way to it count as waiting up to maxQueueSize and as in flight beyond, so that neither count
     // ever passes its bound (the main thread holds at most maxQueueSize + concurrency).
     const reported = live ? live.inFlight : this.workerInFlight;
     const inFlight = Math.min(
-      unsettled,
-      Math.max(reported, unsettled - this.options.config.maxQueueSize - this.spilledNow(live)),
+      here,
+      Math.max(reported, here - this.options.config.maxQueueSize - this.spilledNow(live)),
     );
     const stats: TrackerStats = {
       enqueued,
       delivered: this.delivered,
       failed,
       dropped,
-      stored: this.stored,
       retries: this.pastRetries + (live ? live.retries : this.workerRetries),
       queued: unsettled - inFlight,
       inFlight,
@@ -351,7 +352,7 @@ export class WorkerDelivery implements Delivery {
       concurrency: live ? live.concurrency : { ...this.concurrency },
     };
     const outbox = live ? live.outbox : this.outboxStats;
-    if (outbox) stats.outbox = { ...outbox };
+    if (outbox) stats.outbox = { ...outbox, stored: this.stored };
     return stats;
   }
 
@@ -755,6 +756,7 @@ function startingOutbox(kind: OutboxTrackerStats['store']): OutboxTrackerStats {
     spilled: 0,
     recovered: 0,
     taken: 0,
+    stored: 0,
     written: 0,
     read: 0,
     writtenPerSecond: 0,

@@ -78,6 +78,11 @@ export interface OutboxTrackerStats {
   recovered: number;
   /** Events taken into delivery that an earlier run or another instance left: counted in `enqueued`. */
   taken: number;
+  /**
+   * Events close() left in the outbox for the next run (or another instance) to send: still
+   * counted in `queued`, since they still wait, in the outbox.
+   */
+  stored: number;
   /** Entries written to and read back from the store since start. */
   written: number;
   read: number;

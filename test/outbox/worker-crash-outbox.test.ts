@@ -55,7 +55,7 @@ async function waitUntil(check: () => boolean, ms = 10_000): Promise<void> {
 }
 
 function balanced(s: TrackerStats): boolean {
-  return s.enqueued === s.delivered + s.failed + s.dropped + s.stored + s.queued + s.inFlight;
+  return s.enqueued === s.delivered + s.failed + s.dropped + s.queued + s.inFlight;
 }
 
 /** Every event (numbered by data.i) arrived, each under a single Idempotency-Key. */
@@ -108,7 +108,7 @@ test('a crashed worker is restarted, takes the lock over and reads its events ba
   up = true;
   expect(await Promise.all(results)).toEqual(Array(200).fill(true));
   const s = t.stats();
-  expect(s).toMatchObject({ enqueued: 200, delivered: 200, failed: 0, dropped: 0, stored: 0 });
+  expect(s).toMatchObject({ enqueued: 200, delivered: 200, failed: 0, dropped: 0, queued: 0 });
   expect(s.queued + s.inFlight).toBe(0);
   expect((t.delivery as WorkerDelivery).thread).toBe('worker');
   checkArrivals(collector.events, 200);
@@ -143,7 +143,7 @@ test('after repeated crashes the main thread opens the outbox and loses nothing'
   expect((t.delivery as WorkerDelivery).thread).toBe('main');
   up = true;
   expect(await Promise.all(results)).toEqual(Array(100).fill(true));
-  expect(t.stats()).toMatchObject({ enqueued: 100, delivered: 100, dropped: 0, stored: 0 });
+  expect(t.stats()).toMatchObject({ enqueued: 100, delivered: 100, dropped: 0, queued: 0 });
   expect(t.stats().outbox?.state).toBe('open');
   checkArrivals(collector.events, 100);
   expect(lines.some((l) => l.includes('ZENOVAY_WORKER_FAILED'))).toBe(true);

@@ -54,7 +54,6 @@ createTracker({ outbox: { dir: '/tmp/z', sync: 'sometimes' } });
 createTracker({ outbox: { dir: 42 } });
 // @ts-expect-error -- a Redis outbox needs `redis`
 createTracker({ outbox: { stream: 'events' } });
-expectTypeOf<TrackerStats['stored']>().toEqualTypeOf<number>();
 expectTypeOf<TrackerStats['outbox']>().toEqualTypeOf<OutboxTrackerStats | undefined>();
 
 // A typo in an option name.

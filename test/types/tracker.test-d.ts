@@ -9,7 +9,7 @@ import { createTestCollector, type Brownout, type RecordedEvent } from 'zenovay-
 
 const tracker = createTracker({ trackingCode: 'x' });
 
-// README: stats() returns { enqueued, delivered, failed, dropped, stored, retries, queued, inFlight,
+// README: stats() returns { enqueued, delivered, failed, dropped, retries, queued, inFlight,
 // reasons, circuit, concurrency, outbox? }, with reasons.failed and reasons.dropped broken down by
 // reason. Exactly these fields: one more or one fewer fails the equality.
 expectTypeOf(tracker.stats()).toEqualTypeOf<{
@@ -17,7 +17,6 @@ expectTypeOf(tracker.stats()).toEqualTypeOf<{
   delivered: number;
   failed: number;
   dropped: number;
-  stored: number;
   retries: number;
   queued: number;
   inFlight: number;
@@ -52,6 +51,7 @@ expectTypeOf(tracker.stats()).toEqualTypeOf<{
     spilled: number;
     recovered: number;
     taken: number;
+    stored: number;
     written: number;
     read: number;
     writtenPerSecond: number;
