@@ -987,9 +987,11 @@ describe('recovering 100,000 events', () => {
         sendingWorstTickMs: Math.round(sending.worstTick),
         leftInDir: left,
       };
-      // Opening (reading 100,000 records back) never holds the event loop long.
-      expect(opening.max).toBeLessThan(100);
-      expect(opening.worstTick).toBeLessThan(100);
+      // Opening (reading 100,000 records back, 0.2 to 0.9 s here) never holds the event loop for
+      // long: 16 to 45 ms at most on a quiet run, 170 ms once with the machine loaded by other
+      // test runs; reading it in one go would hold it for the whole open.
+      expect(opening.max).toBeLessThan(300);
+      expect(opening.worstTick).toBeLessThan(300);
       // Sending them: from the worker, the main thread barely works; in-thread it does the HTTP
       // work, on a shared 2-core machine (a loose bound, to catch a long block).
       expect(sending.max).toBeLessThan(sendingBound);
