@@ -6,7 +6,8 @@
  */
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { Reporter, type ReportLevel } from '../logger.js';
-import { DeliveryEngine } from './engine.js';
+import { DeliveryEngine, OUTBOX_TAKE_MS } from './engine.js';
+import type { OutboxTrackerStats } from '../outbox/types.js';
 import { EVENT_NAMES, type TrackerEventName, type TrackerEvents } from './events.js';
 import { createDefaultTransport } from './default-transport.js';
 import type { QueryPolicy } from '../options.js';
@@ -92,8 +93,34 @@ const engine = new DeliveryEngine({
   outbox,
 });
 
-// The main thread hears the outbox's state as soon as it is known, events or not.
+// The main thread hears the outbox's state as soon as it is known, events or not, and its figures
+// (written, read, the rates, what was lost) within about a second of a change, idle or not.
 void engine.outboxOpened?.then(() => schedule());
+/** The outbox's figures as last reported. */
+let reportedOutbox = '';
+if (outbox) {
+  setInterval(() => {
+    const figures = outboxFigures(engine.stats().outbox!);
+    if (figures !== reportedOutbox) schedule();
+  }, OUTBOX_TAKE_MS).unref();
+}
+
+function outboxFigures(s: OutboxTrackerStats): string {
+  return [
+    s.state,
+    s.persisted,
+    s.spilled,
+    s.recovered,
+    s.written,
+    s.read,
+    s.writtenPerSecond,
+    s.readPerSecond,
+    s.bytes,
+    s.full,
+    s.lost,
+    s.corrupt,
+  ].join();
+}
 
 function settle(seq: number, code: number): void {
   settled.push(seq, code);
@@ -153,6 +180,7 @@ function report(): void {
     message.taken = taken;
     message.persisted = engine.outboxState === 'open' ? lastSeq : 0;
     message.outbox = stats.outbox!;
+    reportedOutbox = outboxFigures(stats.outbox!);
     spilled = [];
     recovered = [];
   }
