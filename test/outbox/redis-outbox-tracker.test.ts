@@ -556,22 +556,19 @@ test('worker: stats().outbox.state turns open without any event', async () => {
 // In worker mode stats().outbox is the worker's last report. Reports once went out only with
 // events, settles and logs: after a burst an idle tracker showed the burst's `writtenPerSecond` for
 // good. The worker now reports outbox figures that changed about once a second, idle or not.
-test(
-  'worker: an idle tracker shows writtenPerSecond 0 a few seconds after a burst',
-  async () => {
-    const collector = await startCollector();
-    const t = tracker({
-      host: collector.url,
-      logger: false,
-      outbox: { redis: redis.url, stream: streamName() },
-    });
-    await until(() => t.stats().outbox?.state === 'open', 'the outbox to open');
-    for (let round = 0; round < 8; round++) {
-      for (let n = 0; n < 50; n++) void t.trackEvent('burst', { round, n });
-      await new Promise((resolve) => setTimeout(resolve, 150));
-    }
-    await t.flush();
-    expect(t.stats().outbox!.written).toBeGreaterThan(0);
-    await until(() => t.stats().outbox!.writtenPerSecond === 0, 'the rate to fall to 0', 4000);
-  },
-);
+test('worker: an idle tracker shows writtenPerSecond 0 a few seconds after a burst', async () => {
+  const collector = await startCollector();
+  const t = tracker({
+    host: collector.url,
+    logger: false,
+    outbox: { redis: redis.url, stream: streamName() },
+  });
+  await until(() => t.stats().outbox?.state === 'open', 'the outbox to open');
+  for (let round = 0; round < 8; round++) {
+    for (let n = 0; n < 50; n++) void t.trackEvent('burst', { round, n });
+    await new Promise((resolve) => setTimeout(resolve, 150));
+  }
+  await t.flush();
+  expect(t.stats().outbox!.written).toBeGreaterThan(0);
+  await until(() => t.stats().outbox!.writtenPerSecond === 0, 'the rate to fall to 0', 4000);
+});
