@@ -4,23 +4,50 @@
  *   fetch    the endpoint documentation's approach: one global fetch per pageview (our code)
  *   package  app.use(analytics()) from this package's build (delivery on its worker thread)
  *   inline   the same with `worker: false` (delivery on the main thread)
- *   toggle   the package, switched on and off by GET /__tracking/on|off (one process, so that
- *            tracked and untracked windows share the machine's state; see costCase in run.mjs)
+ *   alt      the package at its defaults from another build: BENCH_ALT_DIST=/path/to/dist
+ *   floor    the floor of issue 16 (bench/floor.mjs): read URL, IP and user agent at finish,
+ *            batch them to a worker that writes raw requests on 10 keep-alive sockets
+ *   toggle   the package and the floor in one process, switched by GET /__tracking/<mode>:
+ *            `on` (or `package`), `floor`, `off` (so that the windows compared share the
+ *            machine's state; see costCase in run.mjs)
  * GET /__stats reports memory, the main thread's CPU time and event-loop utilisation since the
- * last call, and the tracker's stats.
+ * last call, the tracker's stats, and (cumulative, ns, from /proc/self/task/<tid>/schedstat) the
+ * CPU time of the main thread, the package's delivery worker, the floor's worker and all other
+ * threads, with the events each delivered.
  * Prints {"port":N} when ready.
  */
 import http from 'node:http';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import express from 'express';
-import { analytics } from '../dist/index.js';
-import { threadCpuMs } from './thread-cpu.mjs';
+import { createFloor } from './floor.mjs';
+import { threadCpuMs, threadCpuNs, threadIds } from './thread-cpu.mjs';
 
 const [variant = 'none', sinkUrl = 'http://127.0.0.1:9'] = process.argv.slice(2);
+// `alt`: the package from another build (BENCH_ALT_DIST, a dist/ directory), to compare two
+// versions in the same rounds.
+const dist =
+  variant === 'alt'
+    ? pathToFileURL(path.join(process.env.BENCH_ALT_DIST, 'index.js')).href
+    : '../dist/index.js';
+const { analytics } = await import(dist);
 const app = express();
+// The bench's own routes, ahead of any tracking (the floor would count them as pages).
+const control = express.Router();
+app.use(control);
 let tracker;
+let floor;
+if (variant === 'floor' || variant === 'toggle') {
+  floor = createFloor(sinkUrl);
+  await floor.ready;
+}
+/** Threads there before any delivery worker (the main thread, V8's and libuv's helpers). */
+const startThreads = new Set(threadIds());
 
-if (variant === 'package' || variant === 'inline' || variant === 'toggle') {
+if (variant === 'floor') {
+  app.use(floor.middleware);
+} else if (['package', 'alt', 'inline', 'toggle'].includes(variant)) {
   const middleware = analytics({
     worker: variant !== 'inline',
     trackingCode: 'bench',
@@ -31,12 +58,19 @@ if (variant === 'package' || variant === 'inline' || variant === 'toggle') {
   });
   tracker = middleware.tracker;
   if (variant === 'toggle') {
-    let on = true;
-    app.get('/__tracking/:state', (req, res) => {
-      on = req.params.state === 'on';
+    let mode = 'package';
+    control.get('/__tracking/:state', (req, res) => {
+      const state = req.params.state;
+      mode = state === 'on' ? 'package' : state;
       res.end();
     });
-    app.use((req, res, next) => (on ? middleware(req, res, next) : next()));
+    app.use((req, res, next) =>
+      mode === 'package'
+        ? middleware(req, res, next)
+        : mode === 'floor'
+          ? floor.middleware(req, res, next)
+          : next(),
+    );
   } else {
     app.use(middleware);
   }
@@ -72,7 +106,41 @@ app.get('/', (_req, res) => {
 
 let elu = performance.eventLoopUtilization();
 let cpu = threadCpuMs();
-app.get('/__stats', (_req, res) => {
+/** The package's delivery worker: the busiest thread that was not there at the start. */
+let workerTid;
+function deliveryWorkerTid() {
+  if (workerTid !== undefined || tracker === undefined || variant === 'inline') return workerTid;
+  let best = 0;
+  for (const tid of threadIds()) {
+    if (startThreads.has(tid) || tid === floor?.tid) continue;
+    const ns = threadCpuNs(tid);
+    if (ns > best) {
+      best = ns;
+      workerTid = tid;
+    }
+  }
+  return workerTid;
+}
+
+async function threadStats() {
+  let all = 0;
+  for (const tid of threadIds()) all += threadCpuNs(tid) || 0;
+  const mainNs = threadCpuNs();
+  const wid = deliveryWorkerTid();
+  const workerNs = wid === undefined ? 0 : threadCpuNs(wid) || 0;
+  const floorNs = floor ? threadCpuNs(floor.tid) || 0 : 0;
+  return {
+    mainNs,
+    workerNs,
+    floorNs,
+    othersNs: all - mainNs - workerNs - floorNs,
+    packageDelivered: tracker?.stats().delivered ?? 0,
+    floorAnswered: floor ? (await floor.count()).answered : 0,
+  };
+}
+
+control.get('/__stats', async (_req, res) => {
+  const threads = await threadStats();
   const now = performance.eventLoopUtilization();
   const delta = performance.eventLoopUtilization(now, elu);
   elu = now;
@@ -88,6 +156,7 @@ app.get('/__stats', (_req, res) => {
     active: delta.active,
     cpuMs,
     tracker: tracker?.stats(),
+    threads,
   });
 });
 
@@ -99,5 +168,6 @@ server.listen(0, '127.0.0.1', () => {
 process.on('SIGTERM', async () => {
   server.close();
   await tracker?.close({ timeout: 500 });
+  await floor?.close();
   process.exit(0);
 });

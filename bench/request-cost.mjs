@@ -6,13 +6,16 @@
  *   none      the same requests through a middleware that does nothing
  *   package   app.use(analytics()): delivery on its worker thread (the default)
  *   inline    analytics({ worker: false }): delivery on the main thread
+ *   floor     the floor of issue 16 (bench/floor.mjs): one string at finish, batched to a worker
  * Each request is a real http.IncomingMessage/ServerResponse pair handled by an Express 5 app
  * (so the request gets Express's prototype, as in production): the middleware runs, the
  * response "finishes" as a 200 HTML page, and the pageview goes to the sink. Requests come in
  * bursts every 10 ms at `perSecond`, and the run ends once every event is settled.
  *
  * CPU time is the main thread's own (Linux: /proc/thread-self/stat, 10 ms ticks), so the
- * worker's work is not counted. Prints {"cpuMs":N,"requests":N,"delivered":N}.
+ * worker's work is not counted; `cpuNs` is the same from /proc/thread-self/schedstat (ns), and
+ * `workerNs` the delivery worker's own (package, floor). Prints
+ * {"cpuMs":N,"cpuNs":N,"workerNs":N,"requests":N,"delivered":N}.
  *
  * BENCH_PROFILE=file.cpuprofile also writes a CPU profile of the measured part only (sampled
  * every 50 µs): what the request thread spends its time on, without start-up.
@@ -22,7 +25,8 @@ import { Session } from 'node:inspector/promises';
 import http from 'node:http';
 import express from 'express';
 import { analytics } from '../dist/index.js';
-import { threadCpuMs } from './thread-cpu.mjs';
+import { createFloor } from './floor.mjs';
+import { threadCpuMs, threadCpuNs, threadIds } from './thread-cpu.mjs';
 
 const [sinkUrl, variant = 'package', n = '20000', rate = '5000'] = process.argv.slice(2);
 const total = Number(n);
@@ -43,9 +47,16 @@ const PATHS = [
   '/about',
 ];
 
+/** Threads before any delivery worker: the delivery worker is the busiest one that came later. */
+const startThreads = new Set(threadIds());
 let middleware;
 let tracker;
-if (variant === 'none') {
+let floor;
+if (variant === 'floor') {
+  floor = createFloor(sinkUrl);
+  await floor.ready;
+  middleware = floor.middleware;
+} else if (variant === 'none') {
   middleware = (_req, _res, next) => next();
 } else if (variant === 'package' || variant === 'inline') {
   middleware = analytics({
@@ -87,9 +98,22 @@ function request() {
   app(req, res);
 }
 
+/** Until the floor's worker has answered everything it was given. */
+async function floorDrained() {
+  for (;;) {
+    const { answered, written, queued } = await floor.count();
+    if (queued === 0 && answered === written) return answered;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 // Warm up (JIT, the bot cache, the worker's start), then measure.
 for (let i = 0; i < 2000; i++) request();
 await tracker?.flush();
+if (floor) {
+  await new Promise((r) => setTimeout(r, 50));
+  await floorDrained();
+}
 
 const profile = process.env.BENCH_PROFILE;
 const session = profile ? new Session() : undefined;
@@ -99,7 +123,17 @@ if (session) {
   await session.post('Profiler.setSamplingInterval', { interval: 50 });
   await session.post('Profiler.start');
 }
+let workerTid = floor?.tid;
+if (tracker) {
+  let best = -1;
+  for (const tid of threadIds()) {
+    const ns = startThreads.has(tid) ? -1 : threadCpuNs(tid);
+    if (ns > best) [best, workerTid] = [ns, tid];
+  }
+}
 const before = threadCpuMs();
+const beforeNs = threadCpuNs();
+const workerBeforeNs = workerTid === undefined ? 0 : threadCpuNs(workerTid);
 made = 0;
 await new Promise((resolve) => {
   const timer = setInterval(() => {
@@ -111,12 +145,23 @@ await new Promise((resolve) => {
   }, 10);
 });
 await tracker?.flush();
+if (floor) {
+  await new Promise((r) => setTimeout(r, 50));
+  await floorDrained();
+}
 const cpuMs = threadCpuMs() - before;
+const cpuNs = threadCpuNs() - beforeNs;
+const workerNs = workerTid === undefined ? 0 : threadCpuNs(workerTid) - workerBeforeNs;
 if (session) {
   const { profile: result } = await session.post('Profiler.stop');
   writeFileSync(profile, JSON.stringify(result));
   session.disconnect();
 }
-const delivered = tracker ? tracker.stats().delivered - 2000 : 0;
+const delivered = tracker
+  ? tracker.stats().delivered - 2000
+  : floor
+    ? (await floor.count()).answered - 2000
+    : 0;
 await tracker?.close();
-process.stdout.write(`${JSON.stringify({ cpuMs, requests: total, delivered })}\n`);
+await floor?.close();
+process.stdout.write(`${JSON.stringify({ cpuMs, cpuNs, workerNs, requests: total, delivered })}\n`);

@@ -1,11 +1,16 @@
 /**
- * `npm run bench`: measures side by side, in one run, interleaved (A B C A B C ...):
+ * `npm run bench`: measures side by side, in one run, interleaved (each round starts one case
+ * later than the one before, so that no case always follows the same one):
  *   1. an Express app without tracking, with the documented one-fetch-per-pageview approach,
- *      and with this package (delivery on its worker thread, and `worker: false`): requests/s,
- *      p50/p99 latency, events that reached the sink;
- *   2. the main thread's CPU time per tracked request, tracked minus untracked: in the app at a
- *      fixed request rate (tracking switched on and off in one process), and in one process
- *      without sockets (bench/request-cost.mjs);
+ *      with the floor of issue 16 (bench/floor.mjs: the least a tracker must do, our own bench
+ *      code), and with this package (delivery on its worker thread, and `worker: false`):
+ *      requests/s, p50/p99 latency, events that reached the sink after a 3 s drain, and the
+ *      delivery thread's CPU per delivered event. The headline is package / floor;
+ *   2. at a fixed request rate, in one app holding both the package and the floor, switched
+ *      off / floor / package / package / floor / off: the whole main thread's CPU per request
+ *      (package minus floor, and each minus no tracking) and each delivery worker's CPU per
+ *      delivered event (/proc/self/task/<tid>/schedstat); and the same main-thread cost in one
+ *      process without sockets (bench/request-cost.mjs);
  *   3. an outage: the endpoint black-holed under sustained load, against a healthy endpoint
  *      (p99 latency and the app's memory growth);
  *   4. the delivery throughput of one standalone tracker, with the package's HTTP client on its
@@ -13,16 +18,22 @@
  *   5. once, the middleware's own time on real requests through Express, and what adding a
  *      property to a request costs in Express and on plain http (bench/middleware-time.mjs,
  *      bench/request-properties.mjs).
- *   6. last, delivery at internet distance (bench/distance.mjs): the endpoint answering after
+ *   6. the directory outbox's cost (bench/outbox.mjs, about 2.5 minutes; BENCH_OUTBOX=0 skips it);
+ *   7. last, delivery at internet distance (bench/distance.mjs): the endpoint answering after
  *      100 ms, 300 ms and 2 s, fixed arrival rates, the package at its defaults, with
  *      `concurrency: 10` and the documented `fetch` approach; and an Express app at distance.
  *      About 7 minutes; BENCH_DISTANCE=0 skips it (the Distance section of the last results is
  *      kept, marked as such), BENCH_DISTANCE_SECONDS (10) shortens it.
- * Prints medians and ratios and writes them to bench/results/latest.md.
+ * Prints medians and ratios and writes them to bench/results/latest.md. About 6 minutes on 2
+ * cores at the defaults (2 rounds), plus about 2.5 for part 6 and 7 for part 7.
  *
- * Thread CPU times come from /proc/thread-self/stat (Linux).
- * Environment: BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_CONNECTIONS (50), BENCH_RATE (2000),
- * BENCH_DISTANCE (1), BENCH_DISTANCE_SECONDS (10), BENCH_DISTANCE_APP_ROUNDS (3).
+ * Thread CPU times come from /proc (Linux).
+ * Environment: BENCH_ROUNDS (2), BENCH_SECONDS (5), BENCH_CONNECTIONS (50), BENCH_RATE (2000),
+ * BENCH_CYCLES (2 cycles of part 2 a round), BENCH_WINDOW_MS (2000, one window of part 2),
+ * BENCH_OUTBOX (1), BENCH_DISTANCE (1), BENCH_DISTANCE_SECONDS (10), BENCH_DISTANCE_APP_ROUNDS (3).
+ * BENCH_QUICK=1: parts 1 (no tracking, floor, package) and 2 only, printed, latest.md untouched.
+ * BENCH_ALT_DIST=/path/to/dist: part 1 also runs the package from that build (another version),
+ * in the same rounds.
  */
 import { spawn } from 'node:child_process';
 import { writeFileSync, mkdirSync } from 'node:fs';
@@ -33,10 +44,12 @@ import autocannon from 'autocannon';
 import { readDistanceSection, runDistance } from './distance.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const RATE = Number(process.env.BENCH_RATE ?? 2000);
+/** How long the sink gets after the load before its count is read (the issue's 3 s drain). */
+const DRAIN_MS = 3000;
 const UA =
   'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36';
 
@@ -105,17 +118,27 @@ async function throughputCase(variant, sink) {
   const app = await start('app.mjs', [variant, sink.url]);
   const before = await sinkCount(sink);
   await load(app.url, { duration: 1 });
+  const start0 = await getJson(`${app.url}/__stats`);
   const main = await load(app.url);
-  await sleep(1500); // let the last events drain
+  await sleep(DRAIN_MS); // the last events drain, as the issue's targets count them
   const events = (await sinkCount(sink)) - before;
-  const { served } = await getJson(`${app.url}/__stats`);
+  const { served, threads } = await getJson(`${app.url}/__stats`);
   await app.stop();
+  const t0 = start0.threads;
+  // The delivery thread's CPU per event it delivered, from the end of the warm-up to the end.
+  const workerNs =
+    variant === 'floor' ? threads.floorNs - t0.floorNs : threads.workerNs - t0.workerNs;
+  const delivered =
+    variant === 'floor'
+      ? threads.floorAnswered - t0.floorAnswered
+      : threads.packageDelivered - t0.packageDelivered;
   return {
     rps: main.requests.average,
     p50: main.latency.p50,
     p99: main.latency.p99,
     served,
     events,
+    workerUsPerEvent: delivered > 0 ? workerNs / 1000 / delivered : Number.NaN,
     errors: main.errors + main.timeouts + main.non2xx,
   };
 }
@@ -123,43 +146,74 @@ async function throughputCase(variant, sink) {
 // ---- 2. main-thread cost at a fixed rate --------------------------------------------------
 
 /**
- * One app process under a steady RATE, with tracking switched on and off every WINDOW_MS in
- * the order on off off on (drift cancels). Each pair of neighbouring windows gives one
- * difference of main-thread CPU per request; the machine's noise moves both alike. Separate
- * processes per variant were tried first: their untracked baselines alone differed by ±40 µs.
+ * One app process under a steady RATE, holding both the package and the floor, switched every
+ * WINDOW_MS through cycles of off, floor, package, package, floor, off: each cycle is symmetric,
+ * so a linear drift of the machine cancels out of every difference of its means. Each cycle gives
+ * one figure each of main-thread CPU per request (the whole thread, /proc schedstat, ns), package
+ * minus off, floor minus off and package minus floor, and of the delivery workers' CPU per event
+ * they delivered (package and floor). Separate processes per variant were tried first: their
+ * untracked baselines alone differed by ±40 µs.
  */
-const WINDOW_MS = 2000;
-const WINDOWS = 8;
+const WINDOW_MS = Number(process.env.BENCH_WINDOW_MS ?? 2000);
+const CYCLES = Number(process.env.BENCH_CYCLES ?? 2);
+const CYCLE = ['off', 'floor', 'package', 'package', 'floor', 'off'];
 const COST_WARMUP_MS = 3000;
+/** The first requests after a switch are still the other kind's, and so are their events. */
+const SETTLE_MS = 200;
 
 async function costCase(sink) {
   const app = await start('app.mjs', ['toggle', sink.url]);
   await load(app.url, { duration: 1 });
+  const windows = CYCLES * CYCLE.length;
   const run = load(app.url, {
     connections: 10,
     overallRate: RATE,
-    duration: (COST_WARMUP_MS + WINDOWS * WINDOW_MS) / 1000 + 1,
+    duration: (COST_WARMUP_MS + windows * WINDOW_MS) / 1000 + 1,
   });
-  await sleep(COST_WARMUP_MS);
-  const windows = [];
-  for (let w = 0; w < WINDOWS; w++) {
-    const on = [0, 3].includes(w % 4);
-    await fetch(`${app.url}/__tracking/${on ? 'on' : 'off'}`);
-    // The first requests after a switch are still the other kind's: skip a moment of them.
-    await sleep(100);
-    const start = await getJson(`${app.url}/__stats`); // also starts the CPU window
-    await sleep(WINDOW_MS - 100);
-    const end = await getJson(`${app.url}/__stats`);
-    windows.push({ on, usPerRequest: (end.cpuMs * 1000) / (end.served - start.served) });
+  // The floor's worker and the package's both get going in the warm-up.
+  await fetch(`${app.url}/__tracking/floor`);
+  await sleep(COST_WARMUP_MS / 2);
+  await fetch(`${app.url}/__tracking/package`);
+  await sleep(COST_WARMUP_MS / 2);
+  const measured = [];
+  for (let w = 0; w < windows; w++) {
+    const mode = CYCLE[w % CYCLE.length];
+    await fetch(`${app.url}/__tracking/${mode}`);
+    await sleep(SETTLE_MS);
+    const a = await getJson(`${app.url}/__stats`);
+    await sleep(WINDOW_MS - SETTLE_MS);
+    const b = await getJson(`${app.url}/__stats`);
+    const [ta, tb] = [a.threads, b.threads];
+    const delivered =
+      mode === 'floor'
+        ? tb.floorAnswered - ta.floorAnswered
+        : tb.packageDelivered - ta.packageDelivered;
+    const workerNs = mode === 'floor' ? tb.floorNs - ta.floorNs : tb.workerNs - ta.workerNs;
+    measured.push({
+      mode,
+      mainUs: (tb.mainNs - ta.mainNs) / 1000 / (b.served - a.served),
+      workerUsPerEvent: mode === 'off' ? Number.NaN : workerNs / 1000 / delivered,
+    });
   }
   await run;
   await app.stop();
-  const diffs = [];
-  for (let w = 0; w + 1 < WINDOWS; w += 2) {
-    const [a, b] = [windows[w], windows[w + 1]];
-    diffs.push(a.on ? a.usPerRequest - b.usPerRequest : b.usPerRequest - a.usPerRequest);
+  const cycles = [];
+  for (let c = 0; c < CYCLES; c++) {
+    const part = measured.slice(c * CYCLE.length, (c + 1) * CYCLE.length);
+    const mean = (mode, key) => {
+      const xs = part.filter((m) => m.mode === mode).map((m) => m[key]);
+      return xs.reduce((x, y) => x + y, 0) / xs.length;
+    };
+    cycles.push({
+      packageMinusOff: mean('package', 'mainUs') - mean('off', 'mainUs'),
+      floorMinusOff: mean('floor', 'mainUs') - mean('off', 'mainUs'),
+      packageMinusFloor: mean('package', 'mainUs') - mean('floor', 'mainUs'),
+      packageWorkerUs: mean('package', 'workerUsPerEvent'),
+      floorWorkerUs: mean('floor', 'workerUsPerEvent'),
+      workerRatio: mean('package', 'workerUsPerEvent') / mean('floor', 'workerUsPerEvent'),
+    });
   }
-  return diffs;
+  return cycles;
 }
 
 /** The same cost without sockets, in one process: see bench/request-cost.mjs. */
@@ -201,6 +255,18 @@ async function deliveryCase(sink, client) {
   };
 }
 
+/** Runs a bench script to its end and returns what it printed. */
+async function runText(script, args) {
+  const child = spawn(process.execPath, [path.join(here, script), ...args.map(String)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  const code = await new Promise((r) => child.once('exit', r));
+  if (code !== 0) throw new Error(`${script} ${args.join(' ')} exited with ${code}`);
+  return out;
+}
+
 /** Runs a bench script to its end and parses the JSON line it prints. */
 async function runScript(script, args) {
   const child = spawn(process.execPath, [path.join(here, script), ...args.map(String)], {
@@ -224,23 +290,39 @@ const fmt = (n, digits = 0) =>
 async function main() {
   const sink = await start('sink.mjs', ['ok']);
   const blackhole = await start('sink.mjs', ['blackhole']);
-  const variants = ['none', 'fetch', 'package', 'inline'];
+  // BENCH_QUICK=1: only the Express app and the fixed-rate costs, printed, latest.md untouched.
+  const quick = process.env.BENCH_QUICK === '1';
+  const variants = quick
+    ? ['none', 'floor', 'package']
+    : ['none', 'fetch', 'floor', 'package', 'inline'];
+  // BENCH_ALT_DIST=/path/to/dist: the package from another build too, in the same rounds.
+  if (process.env.BENCH_ALT_DIST) variants.push('alt');
   const results = Object.fromEntries(variants.map((v) => [v, []]));
-  /** Tracked minus untracked main-thread CPU per request, one per pair of windows. */
+  /** Per cycle of costCase: main-thread and worker CPU figures. */
   const cost = [];
   const requestCost = { none: [], package: [], inline: [] };
   const outage = { healthy: [], outage: [] };
   const delivery = Object.fromEntries(CLIENTS.map((c) => [c, []]));
 
   for (let round = 1; round <= ROUNDS; round++) {
-    for (const v of variants) {
+    // Each round starts one case later: a case that follows another (the same one every round)
+    // was measured up to a third slower than in the next slot, on a shared 2-core machine.
+    const order = variants.map((_, i) => variants[(i + round - 1) % variants.length]);
+    for (const v of order) {
       const r = await throughputCase(v, sink);
       results[v].push(r);
       console.error(
-        `round ${round} ${v}: ${fmt(r.rps)} req/s, p99 ${r.p99} ms, events ${r.events}/${r.served}`,
+        `round ${round} ${v}: ${fmt(r.rps)} req/s, p99 ${r.p99} ms, events ${r.events}/${r.served}, worker ${fmt(r.workerUsPerEvent, 1)} µs/event`,
       );
     }
-    cost.push(...(await costCase(sink)));
+    const cycles = await costCase(sink);
+    cost.push(...cycles);
+    for (const c of cycles) {
+      console.error(
+        `round ${round} cost: main package-off ${fmt(c.packageMinusOff, 1)}, floor-off ${fmt(c.floorMinusOff, 1)}, package-floor ${fmt(c.packageMinusFloor, 1)} µs; worker ${fmt(c.packageWorkerUs, 1)} vs ${fmt(c.floorWorkerUs, 1)} µs/event`,
+      );
+    }
+    if (quick) continue;
     for (const v of ['none', 'package', 'inline']) {
       requestCost[v].push(await requestCostCase(v, sink));
     }
@@ -253,48 +335,114 @@ async function main() {
       `round ${round} delivery: ${CLIENTS.map((c) => `${c} ${fmt(delivery[c].at(-1).eventsPerSecond)}/s`).join(', ')}`,
     );
   }
-  const own = await runScript('middleware-time.mjs', [sink.url]);
+  const own = quick ? undefined : await runScript('middleware-time.mjs', [sink.url]);
   await sink.stop();
   await blackhole.stop();
-  const properties = await runScript('request-properties.mjs', []);
+  const properties = quick ? undefined : await runScript('request-properties.mjs', []);
 
   const none = results.none;
-  const ratio = (v, key) => median(results[v].map((r, i) => r[key] / none[i][key]));
+  const ratio = (v, key, to = none) => median(results[v].map((r, i) => r[key] / to[i][key]));
+  const floor = results.floor;
+  const pkg = results.package;
+  const deliveredPct = (rs) => median(rs.map((r) => (100 * r.events) / r.served));
+  const range = (xs, digits) =>
+    `${fmt(Math.min(...xs), digits)} to ${fmt(Math.max(...xs), digits)}`;
+  const perRound = (v, key) => results[v].map((r, i) => r[key] / floor[i][key]);
+  const headline = {
+    rps: ratio('package', 'rps', floor),
+    p99: ratio('package', 'p99', floor),
+    delivered: Math.min(...pkg.map((r) => (100 * r.events) / r.served)),
+    mainAbove: median(cost.map((c) => c.packageMinusFloor)),
+    worker: median(cost.map((c) => c.workerRatio)),
+  };
   const lines = [];
   lines.push('# Benchmark results', '');
   lines.push(
     `Node ${process.version}, ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? 'unknown'}), ` +
       `${ROUNDS} rounds interleaved, ${SECONDS} s per case, ${CONNECTIONS} connections. Medians; ` +
-      'ratios are the median of the per-round ratios to "no tracking" measured in the same round.',
+      'ratios are the median of the per-round ratios to "no tracking" (or to the floor) measured in the same round.',
     '',
   );
   lines.push('## Express app, every page tracked', '');
   lines.push(
-    '| approach | requests/s | vs none | p50 ms | p99 ms | p99 vs none | events at sink / requests |',
+    `**zenovay-express / floor: ${fmt(headline.rps, 2)}** requests/s (rounds ${perRound(
+      'package',
+      'rps',
+    )
+      .map((x) => fmt(x, 2))
+      .join(', ')}), p99 ${fmt(headline.p99, 2)}× the floor's (rounds ${perRound('package', 'p99')
+      .map((x) => fmt(x, 2))
+      .join(
+        ', ',
+      )}), ${fmt(deliveredPct(pkg), 2)} % of pageviews at the sink ${DRAIN_MS / 1000} s after the load (worst round ${fmt(headline.delivered, 2)} %).`,
+    '',
+    'The floor (bench/floor.mjs, our own bench code, never shipped) is the least a tracker must do: at ' +
+      '`finish` it reads the URL, IP (`req.ip`) and user agent into one string; every 20 ms or 512 events ' +
+      'the batch crosses to a worker thread that writes one prebuilt POST per event on 10 raw keep-alive ' +
+      'sockets to the sink, one request in flight per socket, and counts the answers. No rules, retries or bounds. ' +
+      "Worker µs/event: the delivery thread's own CPU time (/proc/self/task/<tid>/schedstat) per event it delivered, at full load.",
+    '',
   );
-  lines.push('| --- | --- | --- | --- | --- | --- | --- |');
+  lines.push(
+    '| approach | requests/s | vs none | vs floor | p50 ms | p99 ms | p99 vs none | p99 vs floor | events at sink / requests | worker µs/event |',
+  );
+  lines.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   const label = {
     none: 'no tracking',
     fetch: 'one `fetch` per pageview (documented approach)',
+    floor: '**floor**: one string at finish, raw sockets on a worker',
+    alt: `zenovay-express from ${process.env.BENCH_ALT_DIST} (BENCH_ALT_DIST)`,
     package: 'zenovay-express (delivery on its worker thread, the default)',
     inline: 'zenovay-express, `worker: false` (delivery on the main thread)',
   };
   for (const v of variants) {
     const rs = results[v];
-    const delivered =
-      v === 'none' ? '-' : `${fmt(median(rs.map((r) => (100 * r.events) / r.served)), 2)} %`;
+    const delivered = v === 'none' ? '-' : `${fmt(deliveredPct(rs), 2)} %`;
+    const worker = ['floor', 'package', 'alt'].includes(v)
+      ? fmt(median(rs.map((r) => r.workerUsPerEvent)), 1)
+      : '-';
     lines.push(
-      `| ${label[v]} | ${fmt(median(rs.map((r) => r.rps)))} | ${fmt(ratio(v, 'rps'), 2)} | ${fmt(median(rs.map((r) => r.p50)), 1)} | ${fmt(median(rs.map((r) => r.p99)), 1)} | ${fmt(ratio(v, 'p99'), 2)} | ${delivered} |`,
+      `| ${label[v]} | ${fmt(median(rs.map((r) => r.rps)))} | ${fmt(ratio(v, 'rps'), 2)} | ${fmt(ratio(v, 'rps', floor), 2)} | ${fmt(median(rs.map((r) => r.p50)), 1)} | ${fmt(median(rs.map((r) => r.p99)), 1)} | ${fmt(ratio(v, 'p99'), 2)} | ${fmt(ratio(v, 'p99', floor), 2)} | ${delivered} | ${worker} |`,
     );
+  }
+  const col = (key) => cost.map((c) => c[key]);
+  lines.push('', '## Main thread and worker at a fixed rate, against the floor', '');
+  lines.push(
+    `One Express app holding both the package and the floor at a fixed ${fmt(RATE)} requests/s, switched every ` +
+      `${WINDOW_MS / 1000} s through cycles of off, floor, package, package, floor, off (${cost.length} cycles; ` +
+      'a linear drift cancels out of each cycle). CPU time is the whole thread in the app ' +
+      '(/proc/self/task/<tid>/schedstat), per request for the main thread and per delivered event for the workers. ' +
+      'Medians over cycles, then the range.',
+    '',
+    '| figure | median | range |',
+    '| --- | --- | --- |',
+    `| main thread, package minus floor, µs per request | **${fmt(headline.mainAbove, 1)}** | ${range(col('packageMinusFloor'), 1)} |`,
+    `| main thread, package minus no tracking, µs per request | ${fmt(median(col('packageMinusOff')), 1)} | ${range(col('packageMinusOff'), 1)} |`,
+    `| main thread, floor minus no tracking, µs per request | ${fmt(median(col('floorMinusOff')), 1)} | ${range(col('floorMinusOff'), 1)} |`,
+    `| package's delivery worker, µs per delivered event | ${fmt(median(col('packageWorkerUs')), 1)} | ${range(col('packageWorkerUs'), 1)} |`,
+    `| floor's worker, µs per delivered event | ${fmt(median(col('floorWorkerUs')), 1)} | ${range(col('floorWorkerUs'), 1)} |`,
+    `| package worker / floor worker | **${fmt(headline.worker, 2)}** | ${range(col('workerRatio'), 2)} |`,
+    '',
+    '### Targets of issue 16',
+    '',
+    `- requests/s, package / floor ≥ 0.95: ${fmt(headline.rps, 2)}, ${headline.rps >= 0.95 ? 'met' : 'not met'}`,
+    `- p99, package / floor ≤ 1.1: ${fmt(headline.p99, 2)}, ${headline.p99 <= 1.1 ? 'met' : 'not met'}`,
+    `- ≥ 99.9 % of pageviews delivered after a ${DRAIN_MS / 1000} s drain, every round: worst ${fmt(headline.delivered, 2)} %, ${headline.delivered >= 99.9 ? 'met' : 'not met'}`,
+    `- main thread ≤ 3 µs per request above the floor: ${fmt(headline.mainAbove, 1)} µs, ${headline.mainAbove <= 3 ? 'met' : 'not met'}`,
+    `- worker CPU per event ≤ 1.5× the floor's: ${fmt(headline.worker, 2)}×, ${headline.worker <= 1.5 ? 'met' : 'not met'}`,
+  );
+  if (quick) {
+    console.log(lines.join('\n'));
+    return;
   }
   const inProcess = (v) =>
     requestCost[v].map((p, i) => ((p.cpuMs - requestCost.none[i].cpuMs) * 1000) / p.requests);
   lines.push('', '## Main-thread cost per tracked request', '');
   lines.push(
-    'CPU time of the main thread only (/proc/thread-self/stat, 10 ms ticks), with tracking minus without, per request:',
+    'CPU time of the main thread only, with tracking minus without, per request:',
     '',
-    `- in the Express app at a fixed ${fmt(RATE)} requests/s, one process with tracking switched on and off every ${WINDOW_MS / 1000} s: ` +
-      `**${fmt(median(cost), 1)} µs** (median of ${cost.length} pairs of windows; middle half ${fmt(quantile(cost, 0.25), 1)} to ${fmt(quantile(cost, 0.75), 1)} µs);`,
+    `- in the Express app at a fixed ${fmt(RATE)} requests/s, one process with tracking switched on and off every ${WINDOW_MS / 1000} s (above; schedstat, not ticks): ` +
+      `**${fmt(median(col('packageMinusOff')), 1)} µs** (median of ${cost.length} cycles; middle half ${fmt(quantile(col('packageMinusOff'), 0.25), 1)} to ${fmt(quantile(col('packageMinusOff'), 0.75), 1)} µs);`,
     `- in one process through Express 5 without sockets (bench/request-cost.mjs, 40,000 pageviews at 5,000/s, until all are delivered): ` +
       `**${fmt(median(inProcess('package')), 1)} µs** with delivery on the worker (rounds: ${inProcess(
         'package',
@@ -374,6 +522,19 @@ async function main() {
     `| plain \`http\` | ${perProperty('http', 'median')} | ${perProperty('http', 'mean')} |`,
     '',
   );
+
+  // The durable outbox (bench/outbox.mjs, its own processes, about 2.5 minutes).
+  if (process.env.BENCH_OUTBOX !== '0') {
+    lines.push(
+      '## The directory outbox',
+      '',
+      'bench/outbox.mjs: one Express app with three middlewares (no outbox, `outbox: { dir }`, ' +
+        "`{ dir, sync: 'always' }`) switched in symmetric cycles; then memory per event spilled to the outbox.",
+      '',
+      (await runText('outbox.mjs', [])).trim(),
+      '',
+    );
+  }
 
   if (process.env.BENCH_DISTANCE === '0') {
     const earlier = readDistanceSection();

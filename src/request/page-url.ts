@@ -62,9 +62,20 @@ export function originOf(
     const fwdHost = firstValue(headers['x-forwarded-host']);
     if (fwdHost) host = fwdHost;
   }
-  if (!host || !HOST_PATTERN.test(host)) return undefined;
-  return `${proto}://${host.toLowerCase()}`;
+  if (!host) return undefined;
+  // The same host and scheme request after request: checked and lowered once.
+  if (host === lastHost && proto === lastProto) return lastOrigin;
+  const origin = HOST_PATTERN.test(host) ? `${proto}://${host.toLowerCase()}` : undefined;
+  lastHost = host;
+  lastProto = proto;
+  lastOrigin = origin;
+  return origin;
 }
+
+/** The last origin {@link originOf} made, and what it was made from. */
+let lastHost: string | undefined;
+let lastProto: string | undefined;
+let lastOrigin: string | undefined;
 
 function firstValue(header: string | string[] | undefined): string | undefined {
   const value = Array.isArray(header) ? header[0] : header;
