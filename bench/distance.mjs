@@ -481,7 +481,14 @@ async function snapshot() {
   await sleep(500);
   builtAt = statSync(built[0]).mtime;
   cpSync(path.join(root, 'dist'), path.join(dir, 'dist'), { recursive: true });
-  for (const file of ['slow-sink.mjs', 'distance-load.mjs', 'app.mjs', 'thread-cpu.mjs']) {
+  for (const file of [
+    'slow-sink.mjs',
+    'distance-load.mjs',
+    'app.mjs',
+    'thread-cpu.mjs',
+    'floor.mjs',
+    'floor-worker.mjs',
+  ]) {
     cpSync(path.join(here, file), path.join(dir, 'bench', file));
   }
   scripts = path.join(dir, 'bench');
