@@ -269,14 +269,7 @@ async function runText(script, args) {
 
 /** Runs a bench script to its end and parses the JSON line it prints. */
 async function runScript(script, args) {
-  const child = spawn(process.execPath, [path.join(here, script), ...args.map(String)], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let out = '';
-  child.stdout.on('data', (d) => (out += d));
-  const code = await new Promise((r) => child.once('exit', r));
-  if (code !== 0) throw new Error(`${script} ${args.join(' ')} exited with ${code}`);
-  return JSON.parse(out);
+  return JSON.parse(await runText(script, args));
 }
 
 // ---- run ----------------------------------------------------------------------------------

@@ -5,11 +5,9 @@
  * A second "instance" is a second store in this process, or a child process running the store
  * (transpiled from src/ into .tmp/) that is killed with SIGKILL.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import os from 'node:os';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { createClient } from '@redis/client';
@@ -22,90 +20,21 @@ import {
   type RedisOutboxOptions,
 } from '../../src/outbox/redis-store';
 import type { OutboxEntry } from '../../src/outbox/types';
+import {
+  freePort,
+  requireRedisServer,
+  startRedis,
+  stopAllRedis,
+  stopRedis,
+  type RedisProcess,
+} from '../helpers/redis-server';
 
 jest.setTimeout(20_000);
 
-// --- redis-server processes -----------------------------------------------------------------
+// --- redis-server processes (test/helpers/redis-server.ts) -----------------------------------
 
-function requireRedisServer(): void {
-  try {
-    execFileSync('redis-server', ['--version'], { stdio: 'ignore' });
-  } catch {
-    throw new Error(
-      'These tests need a real redis-server on the PATH: `apt-get install redis-server` (.ci/run installs it).',
-    );
-  }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
-
-interface RedisProcess {
-  port: number;
-  url: string;
-  dir: string;
-  child: ChildProcess;
-}
-
-const servers = new Set<RedisProcess>();
+/** Directories this file made besides the servers' (removed at the end). */
 const tmpDirs: string[] = [];
-
-/** A redis-server on `port` (a free one by default), ready to accept connections. */
-async function startRedis(
-  options: { port?: number; dir?: string; appendonly?: boolean } = {},
-): Promise<RedisProcess> {
-  const port = options.port ?? (await freePort());
-  const dir = options.dir ?? mkdtempSync(path.join(os.tmpdir(), 'zenovay-redis-'));
-  if (!options.dir) tmpDirs.push(dir);
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--dir', dir];
-  args.push(
-    ...(options.appendonly
-      ? ['--appendonly', 'yes', '--appendfsync', 'always']
-      : ['--appendonly', 'no']),
-  );
-  const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  const server: RedisProcess = { port, url: `redis://127.0.0.1:${port}`, dir, child };
-  servers.add(server);
-  await new Promise<void>((resolve, reject) => {
-    let seen = '';
-    const timer = setTimeout(
-      () => reject(new Error(`redis-server did not start: ${seen}`)),
-      10_000,
-    );
-    child.once('error', reject);
-    child.stdout?.on('data', (chunk: Buffer) => {
-      seen += chunk.toString();
-      if (seen.includes('Ready to accept connections')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`redis-server exited (${code}): ${seen}`));
-    });
-  });
-  child.stdout?.resume();
-  child.stderr?.resume();
-  return server;
-}
-
-async function stopRedis(server: RedisProcess, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-  servers.delete(server);
-  if (server.child.exitCode !== null || server.child.signalCode !== null) return;
-  await new Promise<void>((resolve) => {
-    server.child.once('exit', () => resolve());
-    server.child.kill(signal);
-  });
-}
 
 // --- stores and plain clients, closed after each test ------------------------------------------
 
@@ -131,7 +60,7 @@ afterEach(async () => {
 
 afterAll(async () => {
   admin?.disconnect();
-  await Promise.all([...servers].map((server) => stopRedis(server)));
+  await stopAllRedis();
   for (const dir of tmpDirs) rmSync(dir, { recursive: true, force: true });
 });
 
