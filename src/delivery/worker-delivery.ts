@@ -376,6 +376,7 @@ export class WorkerDelivery implements Delivery {
         } satisfies WorkerConfig,
         stdout: false,
         stderr: false,
+        execArgv: workerExecArgv(process.execArgv),
       });
     } catch (error) {
       this.useMainThread(`no worker thread could start (${describeError(error)})`);
@@ -734,6 +735,22 @@ export class WorkerDelivery implements Delivery {
       this.events.emit('drop', { reason: 'closed', id: idempotencyKey(this.keyPrefix, seq) });
     }
   }
+}
+
+/**
+ * The process's Node flags for the worker (it inherits them by default), without `--input-type`:
+ * a process started with `node --input-type=module -e ...` passes it on, and a worker given a
+ * script file refuses it and does not start.
+ */
+export function workerExecArgv(execArgv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < execArgv.length; i++) {
+    const arg = execArgv[i]!;
+    if (arg === '--input-type')
+      i++; // its value is the next argument
+    else if (!arg.startsWith('--input-type=')) out.push(arg);
+  }
+  return out;
 }
 
 /** An open event: encoded, with the callback of whoever waits for it. */

@@ -14,7 +14,12 @@ import { createTracker, type Tracker } from '../../src/index';
 import { ZenovayTracker } from '../../src/tracker';
 import { Reporter } from '../../src/logger';
 import { forwardedHeaders } from '../../src/request/forwarded-headers';
-import { MAX_BATCH, MAX_CRASHES, WorkerDelivery } from '../../src/delivery/worker-delivery';
+import {
+  MAX_BATCH,
+  MAX_CRASHES,
+  WorkerDelivery,
+  workerExecArgv,
+} from '../../src/delivery/worker-delivery';
 import {
   decodeEvents,
   encodeEvent,
@@ -331,6 +336,26 @@ test('the worker never keeps the process alive: idle without close(), and after 
     expect(Date.now() - started).toBeLessThan(5000);
   }
   expect(collector.events).toHaveLength(10);
+});
+
+test('a process started with `node --input-type=module -e` still delivers from the worker', async () => {
+  const collector = await startCollector();
+  const dist = pathToFileURL(path.join(__dirname, '../../dist/index.js')).href;
+  const code =
+    `import { createTracker } from '${dist}';` +
+    `const t = createTracker({ trackingCode: 'eval', host: '${collector.url}', logger: false });` +
+    `const ok = await t.trackEvent('from-eval');` +
+    `console.log(JSON.stringify({ ok, thread: t.delivery.thread }));` +
+    `await t.close();`;
+  const { stdout } = await run(process.execPath, ['--input-type=module', '-e', code], {
+    timeout: 10_000,
+  });
+  expect(JSON.parse(stdout)).toEqual({ ok: true, thread: 'worker' });
+  expect(workerExecArgv(['--input-type', 'module', '--max-old-space-size=64', '-e', 'x'])).toEqual([
+    '--max-old-space-size=64',
+    '-e',
+    'x',
+  ]);
 });
 
 test('the batch encoding carries every header forwardedHeaders can make, unbuilt pageviews between events, and outcome codes round-trip', () => {
