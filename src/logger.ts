@@ -21,6 +21,11 @@ export const consoleLogger: Logger = {
   error: (message) => console.error(message),
 };
 
+/** An error's message for a log line (anything thrown, not only Errors). */
+export function errorText(error: unknown): string {
+  return (error as Error | null | undefined)?.message ?? String(error);
+}
+
 /** How long the same problem (same code) stays quiet after it was reported. */
 export const REPEAT_INTERVAL_MS = 60_000;
 

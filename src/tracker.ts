@@ -8,7 +8,7 @@ import { MAX_TIMER_MS, type Delivery, type TrackerStats } from './delivery/deliv
 import { DeliveryEngine } from './delivery/engine.js';
 import { createDefaultTransport } from './delivery/default-transport.js';
 import { WorkerDelivery } from './delivery/worker-delivery.js';
-import { createOutboxStore, outboxIdentity } from './outbox/config.js';
+import { engineStore } from './outbox/config.js';
 import type { TrackerEventName, TrackerListener } from './delivery/events.js';
 import {
   describe,
@@ -131,13 +131,11 @@ export class ZenovayTracker implements Tracker {
           ...engine,
           reporter,
           transport: transport ?? createDefaultTransport(engine),
-          outbox: outbox && {
-            store: createOutboxStore(outbox, reporter, {
-              ...outboxIdentity(randomUUID().slice(0, 24)),
-              onLost: (keys) => (this.delivery as DeliveryEngine).outboxLost(keys),
-            }),
-            kind: outbox.kind,
-          },
+          outbox:
+            outbox &&
+            engineStore(outbox, reporter, randomUUID().slice(0, 24), (keys) =>
+              (this.delivery as DeliveryEngine).outboxLost(keys),
+            ),
         });
   }
 

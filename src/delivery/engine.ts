@@ -14,7 +14,7 @@
 import { randomUUID } from 'node:crypto';
 import PQueue from 'p-queue';
 import { performance } from 'node:perf_hooks';
-import type { Reporter } from '../logger.js';
+import { errorText, type Reporter } from '../logger.js';
 import { createLimit, type AttemptSignal, type ConcurrencyLimit } from './adaptive-limit.js';
 import { Emitter } from './events.js';
 import { Fifo } from './fifo.js';
@@ -636,7 +636,7 @@ export class DeliveryEngine implements Delivery {
         }
         this.options.reporter.error(
           'ZENOVAY_OUTBOX_UNAVAILABLE',
-          `the outbox could not be opened: ${errorMessage(error)} Events are kept in memory only ` +
+          `the outbox could not be opened: ${sentence(errorText(error))} Events are kept in memory only ` +
             '(as without an outbox) until this tracker is closed.',
         );
       },
@@ -657,7 +657,7 @@ export class DeliveryEngine implements Delivery {
     } catch (error) {
       this.options.reporter.error(
         'ZENOVAY_OUTBOX_ERROR',
-        `the outbox refused an event: ${errorMessage(error)} It is kept in memory only.`,
+        `the outbox refused an event: ${sentence(errorText(error))} It is kept in memory only.`,
       );
       return 'failed';
     }
@@ -682,9 +682,11 @@ export class DeliveryEngine implements Delivery {
     const store = this.store;
     if (store === undefined || this.taking || this.shutdown.signal.aborted) return;
     if (this.closing && this.spilledJobs.size === 0) return;
-    const room = this.options.maxQueueSize - this.waiting;
+    // Room for at least one, even with `maxQueueSize: 0` (everything would wait on disk for good).
+    const bound = Math.max(1, this.options.maxQueueSize);
+    const room = bound - this.waiting;
     // Read back in batches, not one event at a time: wait for room for a good part of one.
-    if (room < Math.min(TAKE_BATCH, Math.ceil(this.options.maxQueueSize / 4), 64)) return;
+    if (room <= 0 || room < Math.min(64, Math.ceil(bound / 4))) return;
     const max = Math.min(TAKE_BATCH, room);
     this.taking = true;
     store.take(max).then(
@@ -700,7 +702,7 @@ export class DeliveryEngine implements Delivery {
         if (this.shutdown.signal.aborted) return;
         this.options.reporter.warn(
           'ZENOVAY_OUTBOX_ERROR',
-          `reading events back from the outbox failed: ${errorMessage(error)} It is tried again.`,
+          `reading events back from the outbox failed: ${sentence(errorText(error))} It is tried again.`,
         );
       },
     );
@@ -740,9 +742,7 @@ export class DeliveryEngine implements Delivery {
   }
 
   private outboxStats(outbox: EngineOutbox): OutboxTrackerStats {
-    const s = outbox.store.stats() as ReturnType<OutboxStore['stats']> & {
-      lost?: number;
-    };
+    const s = outbox.store.stats();
     const now = performance.now();
     const rates = this.rates;
     const elapsed = now - rates.at;
@@ -909,16 +909,16 @@ export class DeliveryEngine implements Delivery {
     } catch (error) {
       this.options.reporter.error(
         'ZENOVAY_OUTBOX_ERROR',
-        `closing the outbox failed: ${errorMessage(error)}`,
+        `closing the outbox failed: ${sentence(errorText(error))}`,
       );
     }
     this.storeState = 'closed';
   }
 }
 
-function errorMessage(error: unknown): string {
-  const message = (error as Error | undefined)?.message ?? String(error);
-  return /[.!?]$/.test(message) ? message : `${message}.`;
+/** Text that ends a sentence. */
+function sentence(text: string): string {
+  return /[.!?]$/.test(text) ? text : `${text}.`;
 }
 
 /** What an attempt's result says about the endpoint's load. */

@@ -19,7 +19,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
-import type { Reporter } from '../logger.js';
+import { errorText, type Reporter } from '../logger.js';
 import {
   ArrivalFlushes,
   MAX_TIMER_MS,
@@ -35,7 +35,7 @@ import {
 } from './delivery.js';
 import { createLimit } from './adaptive-limit.js';
 import { DeliveryEngine, type EngineOutbox } from './engine.js';
-import { createOutboxStore, outboxIdentity } from '../outbox/config.js';
+import { engineStore } from '../outbox/config.js';
 import type { OutboxTrackerStats } from '../outbox/types.js';
 import { Emitter, EVENT_NAMES } from './events.js';
 import { Ledger } from './ledger.js';
@@ -56,7 +56,7 @@ import {
   HEARTBEAT_MS,
   HURRY_DELAY_MS,
   idempotencyKey,
-  keySeq,
+  numberedOutboxHooks,
   OUTCOMES,
   type FromWorker,
   type ToWorker,
@@ -379,7 +379,7 @@ export class WorkerDelivery implements Delivery {
         execArgv: workerExecArgv(process.execArgv),
       });
     } catch (error) {
-      this.useMainThread(`no worker thread could start (${describeError(error)})`);
+      this.useMainThread(`no worker thread could start (${errorText(error)})`);
       return;
     }
     this.worker = worker;
@@ -400,7 +400,7 @@ export class WorkerDelivery implements Delivery {
       clearTimeout(readyTimer);
       const why = this.stalled
         ? `stopped answering for ${this.stallMs} ms and was terminated`
-        : `exited with code ${code}${failure ? `: ${describeError(failure)}` : ''}`;
+        : `exited with code ${code}${failure ? `: ${errorText(failure)}` : ''}`;
       try {
         // If no worker ever got going, none will (a bundler left its script out, say); and a
         // worker lost while closing leaves its events to the main thread for the time left.
@@ -413,7 +413,7 @@ export class WorkerDelivery implements Delivery {
         }
       } catch (error) {
         // Never into the app: whatever failed, the main thread takes the events.
-        this.useMainThread(`restarting the delivery worker failed (${describeError(error)})`);
+        this.useMainThread(`restarting the delivery worker failed (${errorText(error)})`);
       }
     });
     // A worker that loads but never sets itself up would hold its events forever.
@@ -504,24 +504,23 @@ export class WorkerDelivery implements Delivery {
     const config = this.options.config.outbox;
     if (config === undefined) return undefined;
     return {
-      store: createOutboxStore(config, this.options.reporter, {
-        ...outboxIdentity(this.keyPrefix),
-        onLost: (keys) => this.inline?.outboxLost(keys),
-      }),
-      kind: config.kind,
-      admitted: (key) => {
-        const seq = keySeq(this.keyPrefix, key);
-        if (seq !== undefined) return (outcome) => this.settle(seq, outcome);
-        this.pastTaken++;
-        return (outcome) => this.count(outcome);
-      },
-      spilled: (key) => this.spilledHere(keySeq(this.keyPrefix, key)),
+      ...engineStore(config, this.options.reporter, this.keyPrefix, (keys) =>
+        this.inline?.outboxLost(keys),
+      ),
+      ...numberedOutboxHooks(
+        this.keyPrefix,
+        (seq) => (outcome) => this.settle(seq, outcome),
+        () => {
+          this.pastTaken++;
+          return (outcome) => this.count(outcome);
+        },
+        (seq) => this.spilledHere(seq),
+      ),
     };
   }
 
   /** An event now waits in the outbox only: its copy here is no longer needed. */
-  private spilledHere(seq: number | undefined): void {
-    if (seq === undefined) return;
+  private spilledHere(seq: number): void {
     const event = this.open.peek(seq);
     if (event === undefined) return;
     this.open.replace(
@@ -758,10 +757,6 @@ type OpenEvent = string | { encoded: string; settled: Settled };
 
 function encodedOf(event: OpenEvent): string {
   return typeof event === 'string' ? event : event.encoded;
-}
-
-function describeError(error: unknown): string {
-  return (error as Error | undefined)?.message ?? String(error);
 }
 
 /** The outbox's stats before the worker has said anything. */

@@ -12,14 +12,14 @@ import { EVENT_NAMES, type TrackerEventName, type TrackerEvents } from './events
 import { createDefaultTransport } from './default-transport.js';
 import type { QueryPolicy } from '../options.js';
 import { buildPageview, tooLargeMessage } from '../request/pageview-event.js';
-import type { EventHeaders, Settled } from './delivery.js';
-import { createOutboxStore, outboxIdentity } from '../outbox/config.js';
+import type { EventHeaders } from './delivery.js';
+import { engineStore } from '../outbox/config.js';
 import {
   decodeEvents,
   HEARTBEAT_MS,
   HURRY_DELAY_MS,
   idempotencyKey,
-  keySeq,
+  numberedOutboxHooks,
   outcomeCode,
   type FromWorker,
   type ToWorker,
@@ -64,25 +64,20 @@ let lastSeq = 0;
 
 const outbox = config.outbox
   ? {
-      store: createOutboxStore(config.outbox, reporter, {
-        ...outboxIdentity(config.keyPrefix),
-        onLost: (keys) => engine.outboxLost(keys),
-      }),
-      kind: config.outbox.kind,
-      admitted(key: string): Settled {
-        const seq = keySeq(config.keyPrefix, key);
+      ...engineStore(config.outbox, reporter, config.keyPrefix, (keys) => engine.outboxLost(keys)),
+      ...numberedOutboxHooks(
+        config.keyPrefix,
         // One of this tracker's own, left by a delivery worker that crashed: the main thread knows it.
-        if (seq !== undefined) return (outcome) => settle(seq, outcomeCode(outcome));
-        taken++;
-        return (outcome) => {
-          recovered.push(outcomeCode(outcome));
-          schedule();
-        };
-      },
-      spilled(key: string): void {
-        const seq = keySeq(config.keyPrefix, key);
-        if (seq !== undefined) spilled.push(seq);
-      },
+        (seq) => (outcome) => settle(seq, outcomeCode(outcome)),
+        () => {
+          taken++;
+          return (outcome) => {
+            recovered.push(outcomeCode(outcome));
+            schedule();
+          };
+        },
+        (seq) => spilled.push(seq),
+      ),
     }
   : undefined;
 

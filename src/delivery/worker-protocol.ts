@@ -3,12 +3,13 @@
  * message every few (up to 50) milliseconds, encoded as one string: cloning one string costs a
  * fraction of cloning an object per event, and that cost is paid on the request thread.
  */
-import type { EngineOptions } from './engine.js';
+import type { EngineOptions, EngineOutbox } from './engine.js';
 import {
   DROP_REASONS,
   FAIL_REASONS,
   type EventHeaders,
   type Outcome,
+  type Settled,
   type TrackerStats,
 } from './delivery.js';
 import type { TrackerEventName, TrackerEvents } from './events.js';
@@ -236,6 +237,30 @@ export function decodeEvents(
 /** The Idempotency-Key of event `seq`: a UUID whose last 12 hex digits are the number. */
 export function idempotencyKey(prefix: string, seq: number): string {
   return prefix + seq.toString(16).padStart(12, '0');
+}
+
+/**
+ * The outbox hooks of a delivery whose events are numbered under `prefix`: an event read back
+ * under such a key is one of this tracker's own (`own` gives who hears it, by number); any other
+ * was left by an earlier run or another instance (`other` gives who hears it); `spilled` hears the
+ * numbers of own events that now wait in the store only.
+ */
+export function numberedOutboxHooks(
+  prefix: string,
+  own: (seq: number) => Settled,
+  other: () => Settled,
+  spilled: (seq: number) => void,
+): Pick<EngineOutbox, 'admitted' | 'spilled'> {
+  return {
+    admitted(key) {
+      const seq = keySeq(prefix, key);
+      return seq === undefined ? other() : own(seq);
+    },
+    spilled(key) {
+      const seq = keySeq(prefix, key);
+      if (seq !== undefined) spilled(seq);
+    },
+  };
 }
 
 /** The number in a key made by {@link idempotencyKey} with `prefix`; undefined for anyone else's. */

@@ -10,6 +10,7 @@ import { createDirectoryOutbox } from './dir-store.js';
 import { createRedisOutbox } from './redis-store.js';
 import type { RedisClientLike } from './redis-client.js';
 import type { OutboxStore } from './types.js';
+import type { EngineOutbox } from '../delivery/engine.js';
 
 /** `outbox: { dir }`: a directory on this machine's disk, one process at a time. */
 export interface DirectoryOutboxOption {
@@ -173,7 +174,7 @@ export function resolveOutbox(
 }
 
 /** Who is opening the store: the same for every delivery thread of one tracker. */
-export interface OutboxIdentity {
+interface OutboxIdentity {
   /** Names this tracker in the directory's lock: a restarted delivery worker may take it over. */
   lockToken: string;
   /** This tracker's consumer name in the Redis group (when none is given). */
@@ -183,10 +184,26 @@ export interface OutboxIdentity {
 }
 
 /** A new identity for a tracker. */
-export function outboxIdentity(keyPrefix: string): OutboxIdentity {
+function outboxIdentity(keyPrefix: string): OutboxIdentity {
   return {
     lockToken: keyPrefix,
     consumer: `${hostname()}:${process.pid}:${keyPrefix.slice(0, 8)}`,
+  };
+}
+
+/**
+ * What an engine of the tracker whose keys start with `keyPrefix` needs of its outbox: the store
+ * (opened by the engine; `lost` hears the keys it loses) and its kind.
+ */
+export function engineStore(
+  config: OutboxConfig,
+  reporter: Pick<Reporter, 'info' | 'warn' | 'error'>,
+  keyPrefix: string,
+  lost: (keys: string[]) => void,
+): Pick<EngineOutbox, 'store' | 'kind'> {
+  return {
+    store: createOutboxStore(config, reporter, { ...outboxIdentity(keyPrefix), onLost: lost }),
+    kind: config.kind,
   };
 }
 

@@ -26,7 +26,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { consoleLogger, Reporter } from '../logger.js';
+import { consoleLogger, errorText, Reporter } from '../logger.js';
 import {
   ClientLoadError,
   connectUrl,
@@ -283,7 +283,7 @@ export class RedisOutbox implements OutboxStore {
       this.state = 'closed';
       await link?.close().catch(() => undefined);
       throw new Error(
-        `zenovay-express: the Redis outbox cannot use ${this.label}: ${errorMessage(error)}.` +
+        `zenovay-express: the Redis outbox cannot use ${this.label}: ${errorText(error)}.` +
           (error instanceof ClientLoadError
             ? ''
             : ' Check that Redis is running and reachable (the URL, the password, TLS), or drop the outbox option.'),
@@ -579,7 +579,7 @@ export class RedisOutbox implements OutboxStore {
 
   private writeFailed(error: unknown): void {
     if (this.state !== 'open' && this.state !== 'closing') return;
-    const message = errorMessage(error);
+    const message = errorText(error);
     if (/NOGROUP/.test(message)) void this.ensureGroup().catch(() => undefined);
     // The write may have happened with its answer lost: the retry writes the entries again, and
     // the first copies sit in this PEL under ids this instance does not know. take() finds them.
@@ -611,7 +611,7 @@ export class RedisOutbox implements OutboxStore {
     try {
       await link.send(['XGROUP', 'CREATE', this.stream, this.group, '0', 'MKSTREAM']);
     } catch (error) {
-      if (!/BUSYGROUP/.test(errorMessage(error))) throw error;
+      if (!/BUSYGROUP/.test(errorText(error))) throw error;
     }
   }
 
@@ -622,7 +622,7 @@ export class RedisOutbox implements OutboxStore {
     try {
       return await link.send(['EVALSHA', script.sha, ...keys, ...args]);
     } catch (error) {
-      if (!/NOSCRIPT/.test(errorMessage(error))) throw error;
+      if (!/NOSCRIPT/.test(errorText(error))) throw error;
       return link.send(['EVAL', script.source, ...keys, ...args]);
     }
   }
@@ -691,7 +691,7 @@ export class RedisOutbox implements OutboxStore {
       if (out.length < max && this.scanOwn) await this.readOwn(max, out);
       if (out.length < max && this.spilledCount > 0) await this.readSpilled(max, out);
     } catch (error) {
-      const message = errorMessage(error);
+      const message = errorText(error);
       if (/NOGROUP|no such key/i.test(message)) await this.ensureGroup().catch(() => undefined);
       else if (this.state === 'open') {
         this.reporter.warn(
@@ -927,10 +927,6 @@ function positive(value: number | undefined, fallback: number, name: string): nu
     );
   }
   return Math.floor(value);
-}
-
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {

@@ -29,6 +29,8 @@ export interface OutboxStats {
   corrupt: number;
   /** Appends refused because the store was past maxBytes / maxLength. */
   full: number;
+  /** Entries gone from the store before they were settled (Redis: trimmed or lost). */
+  lost?: number;
 }
 
 export interface OutboxStore {

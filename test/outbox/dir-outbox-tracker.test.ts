@@ -304,6 +304,33 @@ test.each([
   40_000,
 );
 
+test.each([
+  ['the delivery worker', true],
+  ['in-thread delivery', false],
+])(
+  '`maxQueueSize: 0` with an outbox (%s): events wait on disk and are read back as room frees up, all arrive',
+  async (_, worker) => {
+    const ep = await endpoint();
+    const tracker = keep(
+      createTracker({
+        trackingCode: 'zero',
+        host: ep.url,
+        maxQueueSize: 0,
+        worker,
+        logger: false,
+        outbox: { dir: tmpDir() },
+      }),
+    );
+    expect(await opened(tracker)).toBe('open');
+    const sent = names('zero', 50);
+    // Reading back once spun without end here (it asked the store for 0 entries at a time).
+    const results = await Promise.all(sent.map((name) => tracker.trackEvent(name)));
+    expect(results).toEqual(sent.map(() => true));
+    expectEachOnceOrSameKey(ep, sent);
+    expect(tracker.stats()).toMatchObject({ enqueued: 50, delivered: 50, queued: 0, dropped: 0 });
+  },
+);
+
 // ---- 2. close() with the endpoint down, and the next start -------------------------------------
 
 test.each([
