@@ -243,6 +243,16 @@ try {
   );
 
   await step('counts: pageviews by path and events by name', async () => {
+    // The count tables are drawn up to 50 ms after the last card (the page gathers redraws):
+    // wait for them to show the last pageview before reading them.
+    await inspector.waitForFunction(
+      () =>
+        Array.from(document.querySelectorAll('#pageviews tbody tr')).some(
+          (r) => r.dataset.key === '/checkout/success',
+        ),
+      undefined,
+      { timeout: TIMEOUT },
+    );
     for (const path of expectedPageviews) {
       check((await countOf(inspector, 'pageviews', path)) === 1, `pageviews of ${path}`);
     }
