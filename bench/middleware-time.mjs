@@ -9,15 +9,17 @@
  *           object at the first read, so where the middleware read them first, the app's read
  *           is cheaper by what the middleware's call paid for it.
  * The same is measured for a middleware that does nothing, which is the timing's own cost, so
- * the package's time is the difference. Delivery runs on the worker as by default; its messages
+ * the package's time is the difference, and for the floor of issue 16 (bench/floor.mjs), whose
+ * work at 'finish' (Express's `req.ip`, the URL, one string) is the least a tracker does there. Delivery runs on the worker as by default; its messages
  * back to the main thread are not in these numbers (bench/request-cost.mjs has them).
  * Keep-alive requests, 10 at a time, the first 2,000 left out (warm-up). Interleaved runs:
- * none, package, none, package, ... Prints {"none":{...},"package":{...}} with the median of
- * the runs' medians and means, in ns.
+ * none, floor, package, none, ... Prints {"none":{...},"floor":{...},"package":{...}} with the
+ * median of the runs' medians and means, in ns.
  */
 import http from 'node:http';
 import express from 'express';
 import { analytics } from '../dist/index.js';
+import { createFloor } from './floor.mjs';
 import { medianAndMean, serveRequests } from './keep-alive-load.mjs';
 
 const [sinkUrl] = process.argv.slice(2);
@@ -35,10 +37,12 @@ const PATHS = [
 ];
 
 async function measure(variant) {
+  const floor = variant === 'floor' ? createFloor(sinkUrl) : undefined;
+  await floor?.ready;
   const middleware =
     variant === 'package'
       ? analytics({ trackingCode: 'bench', host: sinkUrl, logger: false, visitorRateLimit: false })
-      : (_req, _res, next) => next();
+      : (floor?.middleware ?? ((_req, _res, next) => next()));
   const entry = [];
   const finish = [];
   const app = express();
@@ -71,6 +75,7 @@ async function measure(variant) {
   };
   await serveRequests(http.createServer(app), WARMUP + REQUESTS, { paths: PATHS, headers });
   await middleware.tracker?.close();
+  await floor?.close();
   return {
     entry: medianAndMean(entry.slice(WARMUP)),
     finish: medianAndMean(finish.slice(WARMUP)),
@@ -79,9 +84,9 @@ async function measure(variant) {
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
-const runs = { none: [], package: [] };
+const runs = { none: [], floor: [], package: [] };
 for (let r = 0; r < RUNS; r++) {
-  for (const variant of ['none', 'package']) runs[variant].push(await measure(variant));
+  for (const variant of Object.keys(runs)) runs[variant].push(await measure(variant));
 }
 const result = {};
 for (const [variant, rs] of Object.entries(runs)) {
