@@ -12,14 +12,16 @@ import {
   type Visitor,
   type WireEvent,
 } from './tracker.js';
-import { isPrivateIp } from './request/client-ip.js';
-import { attach, contextOf, reattach } from './request/attach.js';
-import { RequestContext, type RequestAnalytics } from './request/context.js';
-import { pathOf, requestTarget, withQueryPolicy } from './request/page-url.js';
+import type { TLSSocket } from 'node:tls';
+import { clientIpOf, isPrivateIp } from './request/client-ip.js';
+import { attach, contextOf, reattach, seen } from './request/attach.js';
+import { isBotRequest } from './request/bots.js';
+import { RequestSource, type RequestAnalytics, type RequestContext } from './request/context.js';
+import { originOf, pathOf, requestTarget, withQueryPolicy } from './request/page-url.js';
 import {
   isApiPath,
   isAssetPath,
-  requestSkipReason,
+  pathSkipReason,
   responseSkipReason,
   visitorSkipReason,
 } from './request/pageview-rules.js';
@@ -77,20 +79,29 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
   let checkPrivateIp = config.production;
   const fastPageviews = ownTracker && config.beforeSend === undefined;
 
+  /**
+   * At 'finish' of a request that passed the request rules: the response rules, then the
+   * pageview. What it needs of the request was read when the request came (`peer` and
+   * `encrypted` of its socket); the request's context is only made when something asks for it
+   * (beforeSend, a tracker of the app's).
+   */
   function onFinish(
     req: IncomingMessage,
     res: ServerResponse,
-    context: RequestContext,
+    source: RequestSource,
     headers: IncomingMessage['headers'],
+    target: string,
+    peer: string | undefined,
+    encrypted: boolean,
   ): void {
     try {
       const reason = responseSkipReason(req, res, config);
       if (reason !== null) {
-        if (reporter.debugEnabled) explain(context, `${reason} (${res.statusCode})`);
+        if (reporter.debugEnabled) explain('GET', target, `${reason} (${res.statusCode})`);
         return;
       }
       // The page's URL is this origin and the request target, so it is known exactly when this is.
-      const origin = config.siteUrl ?? context.origin;
+      const origin = config.siteUrl ?? originOf(headers, peer, encrypted, source.trust());
       if (origin === undefined) {
         reporter.warn(
           'ZENOVAY_NO_HOST',
@@ -101,17 +112,12 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
       }
       if (fastPageviews) {
         // Our own tracker and no beforeSend: hand over the parts, for delivery to build.
-        const ip = context.ip;
+        const ip = clientIpOf(headers, config.ipHeader, peer, source.trust);
         if (checkPrivateIp && ip !== undefined) warnIfPrivate(ip);
-        (tracker as ZenovayTracker).sendPageview(
-          config.queryPolicy,
-          origin,
-          context.target,
-          ip,
-          headers,
-        );
+        (tracker as ZenovayTracker).sendPageview(config.queryPolicy, origin, target, ip, headers);
         return;
       }
+      const context = contextOf(req) ?? source.contextFor(req);
       const event: WireEvent = { type: 'pageview', url: context.url };
       if (context.referrer !== undefined) event.referrer = context.referrer;
       void send(event, context);
@@ -131,7 +137,9 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
       const visitor = { isBot: config.skipBots && context.isTrackBot };
       const reason = visitorSkipReason(context.headers, visitor, config);
       if (reason !== null) {
-        if (reporter.debugEnabled) explain(context, reason, `event '${String(name)}' not sent`);
+        if (reporter.debugEnabled) {
+          explain(context.method, context.target, reason, `event '${String(name)}' not sent`);
+        }
         return Promise.resolve(false);
       }
       const path = pathOf(context.target);
@@ -211,8 +219,27 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
     return origin === undefined ? url : origin + url;
   }
 
-  function explain(context: RequestContext, why: string, what = 'not a pageview'): void {
-    reporter.debug(`${what}: ${why}: ${context.method ?? '?'} ${pathOf(context.target)}`);
+  function explain(
+    method: string | undefined,
+    target: string,
+    why: string,
+    what = 'not a pageview',
+  ): void {
+    reporter.debug(`${what}: ${why}: ${method ?? '?'} ${pathOf(target)}`);
+  }
+
+  /** The source of this middleware's requests in an app, remembered for the last app. */
+  const sources = new WeakMap<object, RequestSource>();
+  let lastSource: RequestSource | undefined;
+  function sourceFor(prototype: object | null): RequestSource {
+    if (lastSource !== undefined && lastSource.prototype === prototype) return lastSource;
+    let source = prototype === null ? undefined : sources.get(prototype);
+    if (source === undefined) {
+      source = new RequestSource(prototype, config, track);
+      if (prototype !== null) sources.set(prototype, source);
+    }
+    lastSource = source;
+    return source;
   }
 
   function internalError(error: unknown): void {
@@ -228,10 +255,9 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
     next: (error?: unknown) => void,
   ): void {
     // Seen already (mounted twice, or another copy of the package): leave it to the first.
-    const seen = contextOf(req);
-    if (seen !== undefined) {
+    if (seen(req)) {
       try {
-        reattach(req, seen);
+        reattach(req);
       } catch (error) {
         internalError(error);
       }
@@ -239,18 +265,28 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
       try {
         // Each read of an Express request's own fields is slow (about 0.3 µs): once each.
         const headers = req.headers;
-        const context = new RequestContext(req, headers, requestTarget(req), config, track);
-        attach(req, context);
-        const reason = requestSkipReason(
-          context.method,
-          pathOf(context.target),
-          headers,
-          context,
-          config,
-        );
-        // 'finish' comes once: `on` spares the wrapper `once` would make on every request.
-        if (reason === null) res.on('finish', () => onFinish(req, res, context, headers));
-        else if (reporter.debugEnabled) explain(context, reason);
+        const target = requestTarget(req);
+        const method = req.method;
+        const socket = req.socket as TLSSocket | undefined;
+        // Read now, also for a context made later: once read the socket keeps it, but after the
+        // connection closed it cannot tell it any more.
+        const peer = socket?.remoteAddress;
+        const prototype = Object.getPrototypeOf(req) as object | null;
+        const source = sourceFor(prototype);
+        attach(req, source, prototype);
+        const path = pathOf(target);
+        const reason =
+          pathSkipReason(method, path, headers, config) ??
+          visitorSkipReason(
+            headers,
+            { isBot: config.skipBots && isBotRequest(headers['user-agent'], config.isBot) },
+            config,
+          );
+        if (reason === null) {
+          const encrypted = socket?.encrypted === true;
+          // 'finish' comes once: `on` spares the wrapper `once` would make on every request.
+          res.on('finish', () => onFinish(req, res, source, headers, target, peer, encrypted));
+        } else if (reporter.debugEnabled) explain(method, target, reason);
       } catch (error) {
         internalError(error);
       }

@@ -7,10 +7,11 @@ import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { AnalyticsConfig } from '../options.js';
 import { isBotRequest, isTrackBotRequest } from './bots.js';
-import { ipFromHeader, resolveClientIp } from './client-ip.js';
+import { clientIpOf } from './client-ip.js';
 import { parseDevice, type DeviceInfo } from './device.js';
 import { clientHintsOf, type ClientHints } from './forwarded-headers.js';
-import { originOf, pageUrl, referrerUrl } from './page-url.js';
+import { keep, type Entry } from './attach.js';
+import { originOf, pageUrl, referrerUrl, requestTarget } from './page-url.js';
 import { trustFor, type TrustFunction } from './trust.js';
 import type { TrackFunction, TrackOptions } from '../middleware.js';
 import type { EventData } from '../tracker.js';
@@ -61,7 +62,7 @@ export type TrackHandler = (
  * generation (`--trace-gc-nvp`: a bare `weakMap.set(req, { req })` promoted 1.7 KB more per
  * request than `weakMap.set(req, {})`).
  */
-export class RequestContext implements RequestAnalytics {
+export class RequestContext implements RequestAnalytics, Entry {
   /** The request's prototype (an Express app's `app.request`), where its `app` is read. */
   readonly #prototype: object | null;
   readonly #method: string | undefined;
@@ -88,8 +89,10 @@ export class RequestContext implements RequestAnalytics {
     readonly target: string,
     config: ContextConfig,
     onTrack: TrackHandler,
+    /** The request's prototype where the middleware saw it (the app's, for its trust setting). */
+    prototype: object | null = Object.getPrototypeOf(req) as object | null,
   ) {
-    this.#prototype = Object.getPrototypeOf(req) as object | null;
+    this.#prototype = prototype;
     this.#method = req.method;
     this.#headers = headers;
     this.#config = config;
@@ -97,6 +100,11 @@ export class RequestContext implements RequestAnalytics {
     const socket = req.socket as TLSSocket | undefined;
     this.#peer = socket?.remoteAddress;
     this.#encrypted = socket?.encrypted === true;
+  }
+
+  /** Its own context: this one (the registry's {@link Entry}). */
+  contextFor(): RequestContext {
+    return this;
   }
 
   /** `req.track` for this request: made when first read, the same function after that. */
@@ -120,10 +128,7 @@ export class RequestContext implements RequestAnalytics {
 
   get ip(): string | undefined {
     if (this.#ip === UNSET) {
-      const { ipHeader } = this.#config;
-      const headers = this.#headers;
-      const fromHeader = ipHeader ? ipFromHeader(headers[ipHeader]) : undefined;
-      this.#ip = fromHeader ?? resolveClientIp(this.#peer, headers['x-forwarded-for'], this.trust);
+      this.#ip = clientIpOf(this.#headers, this.#config.ipHeader, this.#peer, () => this.trust);
     }
     return this.#ip;
   }
@@ -205,6 +210,39 @@ export class RequestContext implements RequestAnalytics {
   /** What `console.log(req.analytics)` shows. */
   [Symbol.for('nodejs.util.inspect.custom')](): object {
     return { ...this.toJSON(), device: this.device };
+  }
+}
+
+/**
+ * One middleware's requests in one app (one request prototype): what the registry holds for an
+ * Express request until its `req.analytics` or `req.track` is first read, when
+ * {@link contextFor} makes the request's context. Nothing of the request is read before then:
+ * what a context reads is still there (Express keeps `originalUrl`, the socket keeps its peer
+ * once read, which the middleware does), and most requests are never asked.
+ */
+export class RequestSource implements Entry {
+  constructor(
+    /** The request prototype (the app's) where the middleware saw the requests. */
+    readonly prototype: object | null,
+    private readonly config: ContextConfig,
+    private readonly onTrack: TrackHandler,
+  ) {}
+
+  /** The trust function for these requests: the option, or the app's setting as it is now. */
+  readonly trust = (): TrustFunction => trustFor(this.prototype, this.config.trust);
+
+  /** Makes the request's context and keeps it in the registry in this source's place. */
+  contextFor(req: IncomingMessage): RequestContext {
+    const context = new RequestContext(
+      req,
+      req.headers,
+      requestTarget(req),
+      this.config,
+      this.onTrack,
+      this.prototype,
+    );
+    keep(req, context);
+    return context;
   }
 }
 

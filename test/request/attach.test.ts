@@ -100,6 +100,26 @@ describe.each([
     expect(next.body).toEqual({ track: 'function' });
   });
 
+  test('req.analytics, made when first read, is one object under the trust setting of the app the middleware saw the request in', async () => {
+    const app = express();
+    app.set('trust proxy', true);
+    app.use(mw());
+    // A mounted app that trusts no proxy: the request's context is still the outer app's.
+    const inner = express();
+    inner.set('trust proxy', false);
+    inner.get('/page', (req, res) => {
+      const first = req.analytics;
+      res.json({ ip: first.ip, same: req.analytics === first, track: req.track === req.track });
+    });
+    app.use('/inner', inner);
+    const res = await request(app)
+      .get('/inner/page')
+      .set('User-Agent', BROWSER_UA)
+      .set('X-Forwarded-For', '203.0.113.77')
+      .expect(200);
+    expect(res.body).toEqual({ ip: '203.0.113.77', same: true, track: true });
+  });
+
   test('a request the middleware did not see has neither', async () => {
     const app = express();
     app.get('/early', (req, res) => res.json({ track: typeof req.track, a: typeof req.analytics }));
