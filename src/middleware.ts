@@ -100,8 +100,9 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
         if (reporter.debugEnabled) explain('GET', target, `${reason} (${res.statusCode})`);
         return;
       }
+      const trust = source.trust;
       // The page's URL is this origin and the request target, so it is known exactly when this is.
-      const origin = config.siteUrl ?? originOf(headers, peer, encrypted, source.trust());
+      const origin = config.siteUrl ?? originOf(headers, peer, encrypted, trust);
       if (origin === undefined) {
         reporter.warn(
           'ZENOVAY_NO_HOST',
@@ -112,7 +113,7 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
       }
       if (fastPageviews) {
         // Our own tracker and no beforeSend: hand over the parts, for delivery to build.
-        const ip = clientIpOf(headers, config.ipHeader, peer, source.trust);
+        const ip = clientIpOf(headers, config.ipHeader, peer, trust);
         if (checkPrivateIp && ip !== undefined) warnIfPrivate(ip);
         (tracker as ZenovayTracker).sendPageview(config.queryPolicy, origin, target, ip, headers);
         return;

@@ -34,17 +34,16 @@ export function resolveClientIp(
 
 /**
  * The visitor's IP: with `ipHeader` set, that header's first address when it has a valid one;
- * otherwise {@link resolveClientIp} from the socket's peer, under the trust `trust()` returns
- * (asked only then).
+ * otherwise {@link resolveClientIp} from the socket's peer, under `trust`.
  */
 export function clientIpOf(
   headers: IncomingHttpHeaders,
   ipHeader: string | undefined,
   peer: string | undefined,
-  trust: () => TrustFunction,
+  trust: TrustFunction,
 ): string | undefined {
   const fromHeader = ipHeader ? ipFromHeader(headers[ipHeader]) : undefined;
-  return fromHeader ?? resolveClientIp(peer, headers['x-forwarded-for'], trust());
+  return fromHeader ?? resolveClientIp(peer, headers['x-forwarded-for'], trust);
 }
 
 /**

@@ -128,7 +128,7 @@ export class RequestContext implements RequestAnalytics, Entry {
 
   get ip(): string | undefined {
     if (this.#ip === UNSET) {
-      this.#ip = clientIpOf(this.#headers, this.#config.ipHeader, this.#peer, () => this.trust);
+      this.#ip = clientIpOf(this.#headers, this.#config.ipHeader, this.#peer, this.trust);
     }
     return this.#ip;
   }
@@ -229,7 +229,9 @@ export class RequestSource implements Entry {
   ) {}
 
   /** The trust function for these requests: the option, or the app's setting as it is now. */
-  readonly trust = (): TrustFunction => trustFor(this.prototype, this.config.trust);
+  get trust(): TrustFunction {
+    return trustFor(this.prototype, this.config.trust);
+  }
 
   /** Makes the request's context and keeps it in the registry in this source's place. */
   contextFor(req: IncomingMessage): RequestContext {
