@@ -19,14 +19,19 @@ export type AttemptResult =
 /** Longest pause a `Retry-After` may impose. */
 export const MAX_RETRY_AFTER_MS = 5 * 60_000;
 
-/** Classifies a status the endpoint answered. */
+/** The result of every 2xx: one object, not one per event. */
+const DELIVERED: AttemptResult = Object.freeze({ kind: 'delivered' });
+
+/** Classifies a status the endpoint answered; `now` (default: the clock) dates a `Retry-After`. */
 export function classifyStatus(
   status: number,
   retryAfter: string | undefined,
-  now: number,
+  now?: number,
 ): AttemptResult {
-  if (status >= 200 && status < 300) return { kind: 'delivered' };
-  if (status === 429) return { kind: 'throttled', retryAfterMs: parseRetryAfter(retryAfter, now) };
+  if (status >= 200 && status < 300) return DELIVERED;
+  if (status === 429) {
+    return { kind: 'throttled', retryAfterMs: parseRetryAfter(retryAfter, now ?? Date.now()) };
+  }
   if (status === 408 || (status >= 500 && status !== 501 && status !== 505)) {
     return { kind: 'server_error', status };
   }

@@ -137,8 +137,9 @@ for (const name of EVENT_NAMES) {
 const REPORT_SOON = 1024;
 /** Someone waits (a trackEvent promise, flush()): report soon until nothing is left to send. */
 let hurry = false;
-/** When the scheduled report is due. */
+/** When the scheduled report is due, and the delay it was scheduled with. */
 let dueAt = 0;
+let dueDelay = 0;
 
 function schedule(): void {
   if (settled.length >= REPORT_SOON * 2) {
@@ -146,11 +147,15 @@ function schedule(): void {
     return;
   }
   const delay = hurry ? HURRY_DELAY_MS : config.calmDelayMs;
+  // Scheduled earlier with no longer a delay: due no later than now + delay (no clock read, as
+  // each settled event calls this).
+  if (scheduled && dueDelay <= delay) return;
   const due = Date.now() + delay;
   if (scheduled && dueAt <= due) return;
   clearTimeout(timer);
   scheduled = true;
   dueAt = due;
+  dueDelay = delay;
   timer = setTimeout(report, delay);
 }
 

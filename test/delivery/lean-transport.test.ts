@@ -11,7 +11,11 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import ts from 'typescript';
-import { createLeanTransport, type LeanTransportOptions } from '../../src/delivery/lean-transport';
+import {
+  createLeanTransport,
+  type LeanTransportOptions,
+  type PostTransport,
+} from '../../src/delivery/lean-transport';
 import type { DeadlineTransport, Transport, TransportRequest } from '../../src/delivery/transport';
 
 const cleanups: Array<() => unknown> = [];
@@ -293,6 +297,53 @@ describe('the request', () => {
     expect((server.requests[0] as RawRequest).body).toBe(body);
     // Written at once: the server's first read holds the whole request.
     expect((server.firstChunks[0] as Buffer).equals(expected)).toBe(true);
+  });
+
+  test('a header value with latin1 characters goes out one byte each; the body stays UTF-8', async () => {
+    const server = await rawServer((socket) => socket.write(OK));
+    const body = '{"city":"Zürich"}';
+    const headers = { 'content-type': 'application/json', 'user-agent': 'Agent/1 (Zürich)' };
+    await transport().send({ url: server.url, headers, body }, never());
+    const expected = Buffer.concat([
+      Buffer.from(
+        'POST /e/CODE HTTP/1.1\r\n' +
+          `Host: 127.0.0.1:${server.port}\r\n` +
+          'content-type: application/json\r\n' +
+          'user-agent: Agent/1 (Z\xfcrich)\r\n' +
+          `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+          'Connection: keep-alive\r\n\r\n',
+        'latin1',
+      ),
+      Buffer.from(body, 'utf8'),
+    ]);
+    expect((server.requests[0] as RawRequest).raw.equals(expected)).toBe(true);
+    expect((server.firstChunks[0] as Buffer).equals(expected)).toBe(true);
+  });
+
+  test('refuses a bad header name or value, and leaves out the framing headers it writes itself', async () => {
+    const server = await rawServer((socket) => socket.write(OK));
+    const t = transport();
+    const send = (headers: Record<string, string>) =>
+      t.send({ url: server.url, headers, body: '{}' }, never());
+    expect((await rejection(send({ 'bad name': 'x' }))).message).toBe(
+      'Invalid header name "bad name"',
+    );
+    expect((await rejection(send({ 'x-a': 'line\r\nbreak' }))).message).toBe(
+      'Invalid value for header x-a',
+    );
+    expect((await rejection(send({ 'x-a': 'snow \u2603' }))).message).toBe(
+      'Invalid value for header x-a',
+    );
+    // Twice: the second time the names are known, and still checked for what they are.
+    for (let i = 0; i < 2; i++) {
+      await send({ Host: 'evil', 'content-length': '1', 'x-a': 'b', Connection: 'close' });
+    }
+    expect(server.requests.map((r) => r.head)).toEqual(
+      Array(2).fill(
+        `POST /e/CODE HTTP/1.1\r\nHost: 127.0.0.1:${server.port}\r\nx-a: b\r\n` +
+          'Content-Length: 2\r\nConnection: keep-alive\r\n\r\n',
+      ),
+    );
   });
 
   test('a node:http server reads the method, path, headers and body', async () => {
@@ -990,6 +1041,184 @@ describe('sendWithin: the deadline the engine uses instead of a signal', () => {
     void t.close?.();
     expect((await rejection(pending)).code).toBe('ERR_TRANSPORT_CLOSED');
     expect(timers()).toBe(before);
+  });
+});
+
+describe("post: the engine's way, a callback instead of a promise", () => {
+  interface Answered {
+    context: string;
+    error: (Error & { code?: string }) | undefined;
+    status: number;
+    retryAfter: string | undefined;
+    body: string;
+  }
+
+  /** The transport, and `send`: post() as a promise of what its callback heard. */
+  function poster(options: Partial<LeanTransportOptions> = {}) {
+    const t = transport(options) as Transport & PostTransport;
+    const send = (
+      url: string,
+      timeoutMs = 1000,
+      headers: Record<string, string> = { 'content-type': 'application/json' },
+      key = 'key-1',
+      body = '{}',
+    ) =>
+      new Promise<Answered>((resolve) => {
+        t.post(
+          url,
+          headers,
+          key,
+          body,
+          timeoutMs,
+          (context, error, status, retryAfter, text) => {
+            resolve({ context, error: error as Answered['error'], status, retryAfter, body: text });
+          },
+          'ctx',
+        );
+      });
+    return { t, send };
+  }
+
+  const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+
+  test('writes the same bytes as send() with the key as the last header, and answers', async () => {
+    const server = await rawServer((socket) => socket.write(OK));
+    const { send } = poster();
+    const headers = {
+      'content-type': 'application/json',
+      'user-agent': 'Mozilla/5.0 (X11; Linux x86_64)',
+      'x-forwarded-for': '203.0.113.7',
+    };
+    const body = '{"type":"pageview","url":"https://shop.example/€"}';
+    const answer = await send(server.url, 1000, headers, 'abc-123', body);
+    expect(answer).toEqual({
+      context: 'ctx',
+      error: undefined,
+      status: 200,
+      retryAfter: undefined,
+      body: '', // a 2xx body: nobody reads it
+    });
+    await transport().send(
+      { url: server.url, headers: { ...headers, 'idempotency-key': 'abc-123' }, body },
+      never(),
+    );
+    const [viaPost, viaSend] = server.requests as [RawRequest, RawRequest];
+    expect(viaPost.raw.equals(viaSend.raw)).toBe(true);
+    expect(viaPost.head).toMatch(/\r\nidempotency-key: abc-123\r\nContent-Length: \d+\r\n/);
+  });
+
+  test('a non-2xx answer comes with its status, Retry-After and the start of its body', async () => {
+    const server = await rawServer((socket) =>
+      socket.write('HTTP/1.1 429 Too Many\r\nRetry-After: 7\r\nContent-Length: 9\r\n\r\nslow down'),
+    );
+    const { send } = poster();
+    expect(await send(server.url)).toMatchObject({
+      error: undefined,
+      status: 429,
+      retryAfter: '7',
+      body: 'slow down',
+    });
+  });
+
+  test('the deadline sweep ends a request a real server never answers, closes its socket, frees the slot', async () => {
+    const server = await rawServer((socket, request) => {
+      if (request.body !== 'hang') socket.write(OK);
+    });
+    const { send } = poster({ maxSockets: 1 });
+    const started = performance.now();
+    const answer = await send(server.url, 50, undefined, 'k', 'hang');
+    expect(answer.error?.name).toBe('TimeoutError');
+    expect(answer.error?.message).toBe('The endpoint did not answer in time');
+    expect(performance.now() - started).toBeGreaterThanOrEqual(45);
+    await until(() => server.closed === 1);
+    expect(await send(server.url, 1000, undefined, 'k', 'later')).toMatchObject({ status: 200 });
+  });
+
+  test('one timer for every deadline: a shorter deadline sent later still ends first, each on time', async () => {
+    const server = await rawServer(() => undefined);
+    const { send } = poster();
+    const before = timers();
+    const started = performance.now();
+    const ended: string[] = [];
+    const long = send(server.url, 400, undefined, 'k', 'long').then((a) => {
+      ended.push('long');
+      return [a, performance.now() - started] as const;
+    });
+    await until(() => server.requests.length === 1);
+    const short = send(server.url, 60, undefined, 'k', 'short').then((a) => {
+      ended.push('short');
+      return [a, performance.now() - started] as const;
+    });
+    await until(() => server.requests.length === 2);
+    expect(timers()).toBe(before + 1);
+    const [[shortAnswer, shortMs], [longAnswer, longMs]] = await Promise.all([short, long]);
+    expect(ended).toEqual(['short', 'long']);
+    expect(shortAnswer.error?.name).toBe('TimeoutError');
+    expect(longAnswer.error?.name).toBe('TimeoutError');
+    expect(shortMs).toBeGreaterThanOrEqual(55);
+    expect(longMs).toBeGreaterThanOrEqual(395);
+    // Nothing with a deadline is left: no timer holds the process.
+    expect(timers()).toBe(before);
+  });
+
+  test('a deadline past what a timer can wait (2^31 - 1 ms) is not taken for one that passed', async () => {
+    const server = await rawServer(() => undefined);
+    const { t, send } = poster();
+    let answered = false;
+    const answer = send(server.url, 2 ** 31 + 1000).then((a) => {
+      answered = true;
+      return a;
+    });
+    await until(() => server.requests.length === 1);
+    await sleep(30);
+    expect(answered).toBe(false);
+    void t.close?.();
+    expect((await answer).error?.code).toBe('ERR_TRANSPORT_CLOSED');
+  });
+
+  test('a request waiting for a connection has its deadline too', async () => {
+    const server = await rawServer(() => undefined);
+    const { t, send } = poster({ maxSockets: 1 });
+    const first = send(server.url, 5000, undefined, 'k', 'first');
+    await until(() => server.requests.length === 1);
+    const waiting = await send(server.url, 50, undefined, 'k', 'waiting');
+    expect(waiting.error?.name).toBe('TimeoutError');
+    // It never got the connection: the one in flight keeps it.
+    expect(server.requests).toHaveLength(1);
+    expect(server.closed).toBe(0);
+    void t.close?.();
+    expect((await first).error?.code).toBe('ERR_TRANSPORT_CLOSED');
+  });
+
+  test('close() ends what is in flight, and the deadline timer with it', async () => {
+    const server = await rawServer(() => undefined);
+    const { t, send } = poster();
+    const before = timers();
+    const answer = send(server.url, 60_000);
+    await until(() => server.requests.length === 1);
+    expect(timers()).toBe(before + 1);
+    void t.close?.();
+    expect((await answer).error?.code).toBe('ERR_TRANSPORT_CLOSED');
+    expect(timers()).toBe(before);
+  });
+
+  test('never answers before it returns, even when it fails at once', async () => {
+    const { t } = poster();
+    const calls: string[] = [];
+    const answer = (context: string, error: unknown) => {
+      calls.push(`${context}: ${(error as Error).message}`);
+    };
+    t.post('ftp://127.0.0.1/e/X', {}, 'k', '{}', 1000, answer, 'bad url');
+    t.post('http://127.0.0.1:1/e/X', { 'bad name': 'x' }, 'k', '{}', 1000, answer, 'bad header');
+    void t.close?.();
+    t.post('http://127.0.0.1:1/e/X', {}, 'k', '{}', 1000, answer, 'closed');
+    expect(calls).toEqual([]);
+    await sleep(0);
+    expect(calls).toEqual([
+      'bad url: Unsupported protocol ftp: (http: or https: only)',
+      'bad header: Invalid header name "bad name"',
+      'closed: The transport is closed',
+    ]);
   });
 });
 
