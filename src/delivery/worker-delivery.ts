@@ -367,17 +367,29 @@ export class WorkerDelivery implements Delivery {
     let worker: Worker;
     try {
       const { config } = this.options;
-      worker = new Worker(this.options.script ?? workerScript(), {
-        name: 'zenovay-delivery',
-        workerData: {
-          ...config,
-          keyPrefix: this.keyPrefix,
-          calmDelayMs: this.calmDelayMs,
-        } satisfies WorkerConfig,
-        stdout: false,
-        stderr: false,
-        execArgv: workerExecArgv(process.execArgv),
-      });
+      const start = (execArgv: string[] | undefined): Worker =>
+        new Worker(this.options.script ?? workerScript(), {
+          name: 'zenovay-delivery',
+          workerData: {
+            ...config,
+            keyPrefix: this.keyPrefix,
+            calmDelayMs: this.calmDelayMs,
+          } satisfies WorkerConfig,
+          stdout: false,
+          stderr: false,
+          execArgv,
+        });
+      const execArgv = workerExecArgv(process.execArgv);
+      try {
+        worker = start(execArgv);
+      } catch (error) {
+        // A flag given explicitly that a worker refuses (a V8 or per-process one, which Node
+        // leaves out itself when the worker inherits): none then; the worker needs none.
+        if (execArgv === undefined || (error as { code?: unknown }).code !== INVALID_EXEC_ARGV) {
+          throw error;
+        }
+        worker = start([]);
+      }
     } catch (error) {
       this.useMainThread(`no worker thread could start (${errorText(error)})`);
       return;
@@ -736,12 +748,19 @@ export class WorkerDelivery implements Delivery {
   }
 }
 
+const INVALID_EXEC_ARGV = 'ERR_WORKER_INVALID_EXEC_ARGV';
+
 /**
- * The process's Node flags for the worker (it inherits them by default), without `--input-type`:
- * a process started with `node --input-type=module -e ...` passes it on, and a worker given a
- * script file refuses it and does not start.
+ * The worker's Node flags: undefined, so that it inherits the process's as Node does (leaving out
+ * V8 and per-process flags such as `--max-old-space-size`, which a worker refuses when given
+ * them), unless the process has `--input-type`: a process started with
+ * `node --input-type=module -e ...` passes it on, and a worker given a script file refuses it and
+ * does not start. Then the process's flags without it.
  */
-export function workerExecArgv(execArgv: readonly string[]): string[] {
+export function workerExecArgv(execArgv: readonly string[]): string[] | undefined {
+  if (!execArgv.some((arg) => arg === '--input-type' || arg.startsWith('--input-type='))) {
+    return undefined;
+  }
   const out: string[] = [];
   for (let i = 0; i < execArgv.length; i++) {
     const arg = execArgv[i]!;

@@ -356,6 +356,30 @@ test('a process started with `node --input-type=module -e` still delivers from t
     '-e',
     'x',
   ]);
+  // Without --input-type the worker inherits the flags as Node does by default.
+  expect(workerExecArgv(['--max-old-space-size=64', '--enable-source-maps'])).toBeUndefined();
+});
+
+// V8 and per-process flags (a heap size is common in production): a worker refuses them when
+// they are passed to it explicitly, and delivery fell back to the main thread.
+test.each([
+  [['--max-old-space-size=512', '--stack-size=900', '--title=shop-app']],
+  [['--input-type=module', '--max-old-space-size=512', '--trace-gc-ignore-scavenger']],
+])('a process started with %j still delivers from the worker', async (flags) => {
+  const collector = await startCollector();
+  const dist = pathToFileURL(path.join(__dirname, '../../dist/index.js')).href;
+  const code =
+    `const { createTracker } = await import('${dist}');` +
+    `const errors = [];` +
+    `const logger = { error: (m) => errors.push(m), warn() {}, info() {}, debug() {} };` +
+    `const t = createTracker({ trackingCode: 'flags', host: '${collector.url}', logger });` +
+    `const ok = await t.trackEvent('with-flags');` +
+    `console.log(JSON.stringify({ ok, thread: t.delivery.thread, errors }));` +
+    `await t.close();`;
+  const moduleFlag = flags.some((f) => f.startsWith('--input-type'));
+  const args = moduleFlag ? [...flags, '-e', code] : [...flags, '-e', `(async () => {${code}})()`];
+  const { stdout } = await run(process.execPath, args, { timeout: 10_000 });
+  expect(JSON.parse(stdout)).toEqual({ ok: true, thread: 'worker', errors: [] });
 });
 
 test('the batch encoding carries every header forwardedHeaders can make, unbuilt pageviews between events, and outcome codes round-trip', () => {
