@@ -229,15 +229,19 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
     reporter.debug(`${what}: ${why}: ${method ?? '?'} ${pathOf(target)}`);
   }
 
-  /** The source of this middleware's requests in an app, remembered for the last app. */
-  const sources = new WeakMap<object, RequestSource>();
+  /** The sources of this middleware's requests by app and method; the last one remembered. */
+  const sources = new WeakMap<object, Map<string | undefined, RequestSource>>();
+  const noPrototype = new Map<string | undefined, RequestSource>();
   let lastSource: RequestSource | undefined;
-  function sourceFor(prototype: object | null): RequestSource {
-    if (lastSource !== undefined && lastSource.prototype === prototype) return lastSource;
-    let source = prototype === null ? undefined : sources.get(prototype);
+  function sourceFor(prototype: object | null, method: string | undefined): RequestSource {
+    const last = lastSource;
+    if (last !== undefined && last.prototype === prototype && last.method === method) return last;
+    let byMethod = prototype === null ? noPrototype : sources.get(prototype);
+    if (byMethod === undefined) sources.set(prototype!, (byMethod = new Map()));
+    let source = byMethod.get(method);
     if (source === undefined) {
-      source = new RequestSource(prototype, config, track);
-      if (prototype !== null) sources.set(prototype, source);
+      source = new RequestSource(prototype, method, config, track);
+      byMethod.set(method, source);
     }
     lastSource = source;
     return source;
@@ -266,15 +270,18 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
       try {
         // Each read of an Express request's own fields is slow (about 0.3 µs): once each.
         const headers = req.headers;
-        const target = requestTarget(req);
+        const originalUrl = (req as { originalUrl?: unknown }).originalUrl;
+        const target = requestTarget(req, originalUrl);
         const method = req.method;
         const socket = req.socket as TLSSocket | undefined;
         // Read now, also for a context made later: once read the socket keeps it, but after the
         // connection closed it cannot tell it any more.
         const peer = socket?.remoteAddress;
         const prototype = Object.getPrototypeOf(req) as object | null;
-        const source = sourceFor(prototype);
+        const source = sourceFor(prototype, method);
         attach(req, source, prototype);
+        // The source makes a context from `originalUrl` later; without it, the target is now.
+        if (typeof originalUrl !== 'string') contextOf(req);
         const path = pathOf(target);
         const reason =
           pathSkipReason(method, path, headers, config) ??

@@ -127,7 +127,7 @@ class LeanTransport implements PostTransport {
    */
   private timed = 0;
   private sweepTimer: NodeJS.Timeout | undefined;
-  /** When (Date.now()) the sweep timer fires. */
+  /** When (performance.now(): a clock that is never set back) the sweep timer fires. */
   private sweepAt = 0;
 
   constructor(options: LeanTransportOptions) {
@@ -202,7 +202,7 @@ class LeanTransport implements PostTransport {
 
   /** Gives `pending` its deadline, and the sweep timer an earlier time if it needs one. */
   private watch(pending: Pending, timeoutMs: number): void {
-    const now = Date.now();
+    const now = performance.now();
     pending.deadline = now + timeoutMs;
     this.timed++;
     this.sweepBy(pending.deadline, now);
@@ -221,7 +221,7 @@ class LeanTransport implements PostTransport {
   /** Ends the requests whose deadline has passed; sets the timer for the next deadline. */
   private readonly sweep = (): void => {
     this.sweepTimer = undefined;
-    const now = Date.now();
+    const now = performance.now();
     let next = Infinity;
     const late: Pending[] = [];
     for (const pool of this.pools.values()) {
@@ -412,7 +412,7 @@ class Pending {
   conn: Connection | null = null;
   settled = false;
   retried = false;
-  /** When (Date.now()) `sendWithin` or `post` gives up on it; no deadline with a signal. */
+  /** When (performance.now()) `sendWithin` or `post` gives up on it; no deadline with a signal. */
   deadline = Infinity;
 
   constructor(
@@ -500,7 +500,7 @@ class Connection {
   private used = 0;
   /** Whether any byte of the current response has arrived. */
   private received = false;
-  /** The idle timer, and when (Date.now()) the connection last went idle. */
+  /** The idle timer, and when (performance.now()) the connection last went idle. */
   private timer: NodeJS.Timeout | undefined;
   private idleSince = 0;
 
@@ -556,7 +556,7 @@ class Connection {
     this.idle = true;
     this.pool.idle.push(this);
     this.socket.unref();
-    this.idleSince = Date.now();
+    this.idleSince = performance.now();
     // The timer is not moved at each request (a refresh per request was a list removal and
     // insertion per event): when it fires, it checks how long the connection has been idle.
     if (this.timer === undefined) this.idleIn(this.pool.transport.idleTimeoutMs);
@@ -584,7 +584,7 @@ class Connection {
     this.timer = undefined;
     // Busy: rest() sets the timer again.
     if (!this.idle) return;
-    const left = this.idleSince + this.pool.transport.idleTimeoutMs - Date.now();
+    const left = this.idleSince + this.pool.transport.idleTimeoutMs - performance.now();
     if (left <= 0) this.destroy();
     else this.idleIn(left);
   };
@@ -673,7 +673,11 @@ class Connection {
     this.pool.drain();
   }
 
-  /** The response is complete: answer, then reuse the connection or close it. */
+  /**
+   * The response is complete: reuse the connection or close it, then answer. In that order: a
+   * `post` answer sends the caller's next request at once, and it should find this connection
+   * free (answered first, a runner went from one connection to another, one more than it needs).
+   */
   private complete(extraBytes: boolean): void {
     const pending = this.pending as Pending;
     this.pending = null;
@@ -682,9 +686,10 @@ class Connection {
       body = (this.snippet as Buffer).toString('utf8', 0, this.snippetLen);
       if (body.length > MAX_BODY_SNIPPET) body = body.slice(0, MAX_BODY_SNIPPET);
     }
-    this.pool.transport.answered(pending, this.status, this.retryAfter, body);
+    const { status, retryAfter } = this;
     if (this.keepAlive && !extraBytes && !this.pool.transport.closed) this.pool.release(this);
     else this.destroy();
+    this.pool.transport.answered(pending, status, retryAfter, body);
   }
 
   /** {@link fail} for the header parser: returns false. */

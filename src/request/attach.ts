@@ -14,10 +14,12 @@
  * in a process (ESM and CJS, or two versions of the same registry key) knows which requests
  * another copy has seen.
  *
- * On an Express request the map's value is at first the middleware's source for that app (an
- * {@link Entry}: one object for all its requests), and the request's own context is made when
- * `req.analytics` or `req.track` is first read, in the source's place: most requests never read
- * them, and making a context for each took 1 to 2 µs of the middleware's time on a request.
+ * On an Express request the map's value is at first the middleware's source for that app and
+ * method (an {@link Entry}: one object for all those requests), and the request's own context is
+ * made in the source's place when something asks for it (`req.analytics` or `req.track` read,
+ * `beforeSend` or a tracker of the app's at 'finish'; at once where the app set its own
+ * `analytics` or `track`, or the request has no `originalUrl`): most requests are never asked,
+ * and making a context for each took 1 to 2 µs of the middleware's time on a request.
  */
 import { IncomingMessage } from 'node:http';
 import type { RequestContext } from './context.js';

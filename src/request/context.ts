@@ -91,9 +91,11 @@ export class RequestContext implements RequestAnalytics, Entry {
     onTrack: TrackHandler,
     /** The request's prototype where the middleware saw it (the app's, for its trust setting). */
     prototype: object | null = Object.getPrototypeOf(req) as object | null,
+    /** Its method when the middleware saw it (a later middleware may override it). */
+    method: string | undefined = req.method,
   ) {
     this.#prototype = prototype;
-    this.#method = req.method;
+    this.#method = method;
     this.#headers = headers;
     this.#config = config;
     this.#onTrack = onTrack;
@@ -214,16 +216,19 @@ export class RequestContext implements RequestAnalytics, Entry {
 }
 
 /**
- * One middleware's requests in one app (one request prototype): what the registry holds for an
- * Express request until its `req.analytics` or `req.track` is first read, when
- * {@link contextFor} makes the request's context. Nothing of the request is read before then:
- * what a context reads is still there (Express keeps `originalUrl`, the socket keeps its peer
- * once read, which the middleware does), and most requests are never asked.
+ * One middleware's requests of one method in one app (one request prototype): what the registry
+ * holds for an Express request until its context is asked for (`req.analytics` or `req.track`
+ * read, `beforeSend`), when {@link contextFor} makes it. What a context reads of the request
+ * then is what it was when the middleware saw it: the method and the app are this source's, the
+ * target is `originalUrl` (which Express keeps; the middleware makes the context at once for a
+ * request without one), and the socket keeps its peer once read, which the middleware does.
  */
 export class RequestSource implements Entry {
   constructor(
     /** The request prototype (the app's) where the middleware saw the requests. */
     readonly prototype: object | null,
+    /** Their method when the middleware saw them. */
+    readonly method: string | undefined,
     private readonly config: ContextConfig,
     private readonly onTrack: TrackHandler,
   ) {}
@@ -242,6 +247,7 @@ export class RequestSource implements Entry {
       this.config,
       this.onTrack,
       this.prototype,
+      this.method,
     );
     keep(req, context);
     return context;

@@ -1161,6 +1161,24 @@ describe("post: the engine's way, a callback instead of a promise", () => {
     expect(timers()).toBe(before);
   });
 
+  test('deadlines keep to a clock that is never set back: the wall clock stepped back 10 s does not hold one', async () => {
+    const server = await rawServer(() => undefined);
+    const { send } = poster({ maxSockets: 1 });
+    const realNow = Date.now;
+    const started = performance.now();
+    const answer = send(server.url, 100, undefined, 'k', 'hang');
+    await until(() => server.requests.length === 1);
+    // NTP (or a resumed VM) sets the wall clock back just after the request went out.
+    Date.now = () => realNow() - 10_000;
+    try {
+      const result = await Promise.race([answer, sleep(2000).then(() => 'still waiting')]);
+      expect(result).toMatchObject({ error: { name: 'TimeoutError' } });
+      expect(performance.now() - started).toBeLessThan(2000);
+    } finally {
+      Date.now = realNow;
+    }
+  });
+
   test('a deadline past what a timer can wait (2^31 - 1 ms) is not taken for one that passed', async () => {
     const server = await rawServer(() => undefined);
     const { t, send } = poster();

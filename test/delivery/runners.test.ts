@@ -200,3 +200,38 @@ async function endpointWithRetryAfter() {
   );
   return { url: `http://127.0.0.1:${port}/e/x`, arrivedAt, answeredAt };
 }
+
+test('a runner sends its next event on the connection its last one came back on: one per runner', async () => {
+  const { url } = await endpoint(() => [202, 2]);
+  let connections = 0;
+  const counted = await endpointConnections(url, () => connections++);
+  const e = engine(counted, { concurrency: 3 });
+  const outcomes = await Promise.all(
+    Array.from(
+      { length: 60 },
+      (_, i) => new Promise<string>((resolve) => e.submit(`"${i}"`, {}, (o) => resolve(o.kind))),
+    ),
+  );
+  expect(new Set(outcomes)).toEqual(new Set(['delivered']));
+  // The answer sends the runner's next event: answered before the connection was free again, it
+  // went out on a fourth one.
+  expect(connections).toBe(3);
+});
+
+/** A TCP relay in front of `url` that counts the connections made to it; its own URL. */
+async function endpointConnections(url: string, onConnection: () => void): Promise<string> {
+  const target = new URL(url);
+  const { createServer, connect } = await import('node:net');
+  const relay = createServer((client) => {
+    onConnection();
+    const upstream = connect(Number(target.port), target.hostname);
+    client.pipe(upstream).pipe(client);
+    client.on('error', () => upstream.destroy());
+    upstream.on('error', () => client.destroy());
+    client.on('close', () => upstream.destroy());
+  });
+  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+  cleanups.push(() => new Promise<void>((resolve) => relay.close(() => resolve())));
+  const { port } = relay.address() as net.AddressInfo;
+  return `http://127.0.0.1:${port}${target.pathname}`;
+}

@@ -120,6 +120,28 @@ describe.each([
     expect(res.body).toEqual({ ip: '203.0.113.77', same: true, track: true });
   });
 
+  test('req.track judges the request by the method it came with, not one a later middleware set (method-override)', async () => {
+    const app = express();
+    app.use(mw());
+    app.use((req, _res, next) => {
+      // What method-override does with `_method=GET`, after the analytics middleware.
+      req.method = 'GET';
+      next();
+    });
+    app.get('/form', (req, res) => {
+      void req.track('submitted');
+      res.json({ method: req.method });
+    });
+    await request(app)
+      .post('/form')
+      .set('User-Agent', BROWSER_UA)
+      .set('Referer', 'https://shop.example/cart')
+      .expect(200, { method: 'GET' });
+    const [event] = await collector.waitFor(1, { filter: (e) => e.type === 'event' });
+    // A form post happened on the page that made it, not on its own URL.
+    expect(event!.url).toBe('https://shop.example/cart');
+  });
+
   test('a request the middleware did not see has neither', async () => {
     const app = express();
     app.get('/early', (req, res) => res.json({ track: typeof req.track, a: typeof req.analytics }));
