@@ -12,16 +12,14 @@ import {
   type Visitor,
   type WireEvent,
 } from './tracker.js';
-import type { TLSSocket } from 'node:tls';
-import { clientIpOf, isPrivateIp } from './request/client-ip.js';
-import { attach, contextOf, reattach, seen } from './request/attach.js';
-import { isBotRequest } from './request/bots.js';
-import { RequestSource, type RequestAnalytics, type RequestContext } from './request/context.js';
-import { originOf, pathOf, requestTarget, withQueryPolicy } from './request/page-url.js';
+import { isPrivateIp } from './request/client-ip.js';
+import { attach, contextOf, reattach } from './request/attach.js';
+import { RequestContext, type RequestAnalytics } from './request/context.js';
+import { pathOf, requestTarget, withQueryPolicy } from './request/page-url.js';
 import {
   isApiPath,
   isAssetPath,
-  pathSkipReason,
+  requestSkipReason,
   responseSkipReason,
   visitorSkipReason,
 } from './request/pageview-rules.js';
@@ -79,30 +77,20 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
   let checkPrivateIp = config.production;
   const fastPageviews = ownTracker && config.beforeSend === undefined;
 
-  /**
-   * At 'finish' of a request that passed the request rules: the response rules, then the
-   * pageview. What it needs of the request was read when the request came (`peer` and
-   * `encrypted` of its socket); the request's context is only made when something asks for it
-   * (beforeSend, a tracker of the app's).
-   */
   function onFinish(
     req: IncomingMessage,
     res: ServerResponse,
-    source: RequestSource,
+    context: RequestContext,
     headers: IncomingMessage['headers'],
-    target: string,
-    peer: string | undefined,
-    encrypted: boolean,
   ): void {
     try {
       const reason = responseSkipReason(req, res, config);
       if (reason !== null) {
-        if (reporter.debugEnabled) explain('GET', target, `${reason} (${res.statusCode})`);
+        if (reporter.debugEnabled) explain(context, `${reason} (${res.statusCode})`);
         return;
       }
-      const trust = source.trust;
       // The page's URL is this origin and the request target, so it is known exactly when this is.
-      const origin = config.siteUrl ?? originOf(headers, peer, encrypted, trust);
+      const origin = config.siteUrl ?? context.origin;
       if (origin === undefined) {
         reporter.warn(
           'ZENOVAY_NO_HOST',
@@ -113,12 +101,17 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
       }
       if (fastPageviews) {
         // Our own tracker and no beforeSend: hand over the parts, for delivery to build.
-        const ip = clientIpOf(headers, config.ipHeader, peer, trust);
+        const ip = context.ip;
         if (checkPrivateIp && ip !== undefined) warnIfPrivate(ip);
-        (tracker as ZenovayTracker).sendPageview(config.queryPolicy, origin, target, ip, headers);
+        (tracker as ZenovayTracker).sendPageview(
+          config.queryPolicy,
+          origin,
+          context.target,
+          ip,
+          headers,
+        );
         return;
       }
-      const context = contextOf(req) ?? source.contextFor(req);
       const event: WireEvent = { type: 'pageview', url: context.url };
       if (context.referrer !== undefined) event.referrer = context.referrer;
       void send(event, context);
@@ -138,9 +131,7 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
       const visitor = { isBot: config.skipBots && context.isTrackBot };
       const reason = visitorSkipReason(context.headers, visitor, config);
       if (reason !== null) {
-        if (reporter.debugEnabled) {
-          explain(context.method, context.target, reason, `event '${String(name)}' not sent`);
-        }
+        if (reporter.debugEnabled) explain(context, reason, `event '${String(name)}' not sent`);
         return Promise.resolve(false);
       }
       const path = pathOf(context.target);
@@ -220,31 +211,8 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
     return origin === undefined ? url : origin + url;
   }
 
-  function explain(
-    method: string | undefined,
-    target: string,
-    why: string,
-    what = 'not a pageview',
-  ): void {
-    reporter.debug(`${what}: ${why}: ${method ?? '?'} ${pathOf(target)}`);
-  }
-
-  /** The sources of this middleware's requests by app and method; the last one remembered. */
-  const sources = new WeakMap<object, Map<string | undefined, RequestSource>>();
-  const noPrototype = new Map<string | undefined, RequestSource>();
-  let lastSource: RequestSource | undefined;
-  function sourceFor(prototype: object | null, method: string | undefined): RequestSource {
-    const last = lastSource;
-    if (last !== undefined && last.prototype === prototype && last.method === method) return last;
-    let byMethod = prototype === null ? noPrototype : sources.get(prototype);
-    if (byMethod === undefined) sources.set(prototype!, (byMethod = new Map()));
-    let source = byMethod.get(method);
-    if (source === undefined) {
-      source = new RequestSource(prototype, method, config, track);
-      byMethod.set(method, source);
-    }
-    lastSource = source;
-    return source;
+  function explain(context: RequestContext, why: string, what = 'not a pageview'): void {
+    reporter.debug(`${what}: ${why}: ${context.method ?? '?'} ${pathOf(context.target)}`);
   }
 
   function internalError(error: unknown): void {
@@ -260,9 +228,10 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
     next: (error?: unknown) => void,
   ): void {
     // Seen already (mounted twice, or another copy of the package): leave it to the first.
-    if (seen(req)) {
+    const seen = contextOf(req);
+    if (seen !== undefined) {
       try {
-        reattach(req);
+        reattach(req, seen);
       } catch (error) {
         internalError(error);
       }
@@ -270,31 +239,18 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
       try {
         // Each read of an Express request's own fields is slow (about 0.3 µs): once each.
         const headers = req.headers;
-        const originalUrl = (req as { originalUrl?: unknown }).originalUrl;
-        const target = requestTarget(req, originalUrl);
-        const method = req.method;
-        const socket = req.socket as TLSSocket | undefined;
-        // Read now, also for a context made later: once read the socket keeps it, but after the
-        // connection closed it cannot tell it any more.
-        const peer = socket?.remoteAddress;
-        const prototype = Object.getPrototypeOf(req) as object | null;
-        const source = sourceFor(prototype, method);
-        attach(req, source, prototype);
-        // The source makes a context from `originalUrl` later; without it, the target is now.
-        if (typeof originalUrl !== 'string') contextOf(req);
-        const path = pathOf(target);
-        const reason =
-          pathSkipReason(method, path, headers, config) ??
-          visitorSkipReason(
-            headers,
-            { isBot: config.skipBots && isBotRequest(headers['user-agent'], config.isBot) },
-            config,
-          );
-        if (reason === null) {
-          const encrypted = socket?.encrypted === true;
-          // 'finish' comes once: `on` spares the wrapper `once` would make on every request.
-          res.on('finish', () => onFinish(req, res, source, headers, target, peer, encrypted));
-        } else if (reporter.debugEnabled) explain(method, target, reason);
+        const context = new RequestContext(req, headers, requestTarget(req), config, track);
+        attach(req, context);
+        const reason = requestSkipReason(
+          context.method,
+          pathOf(context.target),
+          headers,
+          context,
+          config,
+        );
+        // 'finish' comes once: `on` spares the wrapper `once` would make on every request.
+        if (reason === null) res.on('finish', () => onFinish(req, res, context, headers));
+        else if (reporter.debugEnabled) explain(context, reason);
       } catch (error) {
         internalError(error);
       }

@@ -5,58 +5,29 @@
  * each property a middleware adds to an Express request builds a new hidden class: 1 to 2 µs a
  * property (bench/request-properties.mjs). So on an Express request the two are accessors on
  * Express's base request prototype (`express.request`, shared by all apps and mounted apps of
- * that copy of Express), reading a WeakMap keyed by the request. On a
+ * that copy of Express), and the context itself sits in a WeakMap keyed by the request. On a
  * plain `http` request (Connect, a bare server) an own property costs 0.1 µs and patching
  * Node's own prototype is not ours to do: there they are own properties, as any middleware
  * would add them.
  *
  * The WeakMap is shared through the global symbol registry, so that every copy of this package
- * in a process (ESM and CJS, or two versions of the same registry key) knows which requests
- * another copy has seen.
- *
- * On an Express request the map's value is at first the middleware's source for that app and
- * method (an {@link Entry}: one object for all those requests), and the request's own context is
- * made in the source's place when something asks for it (`req.analytics` or `req.track` read,
- * `beforeSend` or a tracker of the app's at 'finish'; at once where the app set its own
- * `analytics` or `track`, or the request has no `originalUrl`): most requests are never asked,
- * and making a context for each took 1 to 2 µs of the middleware's time on a request.
+ * in a process (ESM and CJS, or two versions) knows which requests another copy has seen.
  */
 import { IncomingMessage } from 'node:http';
 import type { RequestContext } from './context.js';
 
-/**
- * The shared registry's key; a change in what it holds needs a new key (and a new OURS). v2:
- * values are {@link Entry} (v1 held contexts only).
- */
-const REGISTRY = Symbol.for('zenovay-express.requests.v2');
+/** The shared registry's key; a change in what it holds needs a new key (and a new OURS). */
+const REGISTRY = Symbol.for('zenovay-express.requests.v1');
 /** Marks the accessors as ours, whichever copy installed them. */
-const OURS = Symbol.for('zenovay-express.accessor.v2');
+const OURS = Symbol.for('zenovay-express.accessor.v1');
 
-/**
- * What the registry holds for a request: its context, or what makes it when first asked for
- * (the request's context then takes its place). Every copy sharing the key keeps to this.
- */
-export interface Entry {
-  contextFor(req: IncomingMessage): RequestContext;
-}
-
-type Registry = WeakMap<object, Entry>;
+type Registry = WeakMap<object, RequestContext>;
 const shared = globalThis as { [REGISTRY]?: Registry };
 const contexts: Registry = (shared[REGISTRY] ??= new WeakMap());
 
-/** Whether this package (any copy) has seen the request. */
-export function seen(req: object): boolean {
-  return contexts.has(req);
-}
-
 /** The context of a request that this package (any copy) has seen; undefined otherwise. */
-export function contextOf(req: IncomingMessage): RequestContext | undefined {
-  return contexts.get(req)?.contextFor(req);
-}
-
-/** Keeps a context made from an {@link Entry} as the request's own, in the entry's place. */
-export function keep(req: object, context: RequestContext): void {
-  contexts.set(req, context);
+export function contextOf(req: object): RequestContext | undefined {
+  return contexts.get(req);
 }
 
 /** Prototypes already looked at: whether requests with them get the accessors. */
@@ -64,25 +35,19 @@ const knownPrototypes = new WeakMap<object, boolean>();
 let lastPrototype: object | null = null;
 let lastWithAccessors = false;
 
-/**
- * Makes `req.analytics` and `req.track` the request's: on an Express request (accessors) the
- * entry is all that is stored, and the context is made when first read; elsewhere, or where the
- * app set its own `analytics` or `track` first, the context is made now and set on the request.
- * `prototype` is the request's.
- */
-export function attach(req: IncomingMessage, entry: Entry, prototype: object | null): void {
-  contexts.set(req, entry);
+/** Makes `req.analytics` this context and `req.track` its bound function. */
+export function attach(req: IncomingMessage, context: RequestContext): void {
+  contexts.set(req, context);
+  const prototype = Object.getPrototypeOf(req) as object | null;
   if (withAccessors(prototype)) {
     // An app that set its own `analytics` or `track` before the middleware shadows the
     // accessors: replace them, as an own property would have been replaced.
     if (!Object.hasOwn(req, 'analytics') && !Object.hasOwn(req, 'track')) return;
   } else if (prototype === IncomingMessage.prototype) {
-    const context = entry.contextFor(req);
     req.analytics = context;
     req.track = context.trackFunction;
     return;
   }
-  const context = entry.contextFor(req);
   // Defined, not assigned: a read-only property of that name up the chain would refuse it.
   defineOwn(req, 'analytics', context);
   defineOwn(req, 'track', context.trackFunction);
@@ -95,16 +60,11 @@ export function attach(req: IncomingMessage, entry: Entry, prototype: object | n
  * has a base prototype of its own, without the accessors yet. What the app set on the request
  * itself stays.
  */
-export function reattach(req: IncomingMessage): void {
+export function reattach(req: IncomingMessage, context: RequestContext): void {
   const prototype = Object.getPrototypeOf(req) as object | null;
   if (withAccessors(prototype) || prototype === IncomingMessage.prototype) return;
-  const ownAnalytics = Object.hasOwn(req, 'analytics');
-  const ownTrack = Object.hasOwn(req, 'track');
-  if (ownAnalytics && ownTrack) return;
-  const context = contextOf(req);
-  if (context === undefined) return;
-  if (!ownAnalytics) defineOwn(req, 'analytics', context);
-  if (!ownTrack) defineOwn(req, 'track', context.trackFunction);
+  if (!Object.hasOwn(req, 'analytics')) defineOwn(req, 'analytics', context);
+  if (!Object.hasOwn(req, 'track')) defineOwn(req, 'track', context.trackFunction);
 }
 
 /** {@link accessorsFor}, remembered for the last prototype (an app's): the usual case. */
@@ -155,12 +115,12 @@ function install(base: object): boolean {
     Object.defineProperty(
       base,
       'analytics',
-      accessor('analytics', (req) => contextOf(req)),
+      accessor('analytics', (req) => contexts.get(req)),
     );
     Object.defineProperty(
       base,
       'track',
-      accessor('track', (req) => contextOf(req)?.trackFunction),
+      accessor('track', (req) => contexts.get(req)?.trackFunction),
     );
     return true;
   } catch {
@@ -170,8 +130,8 @@ function install(base: object): boolean {
   }
 }
 
-function accessor(name: string, read: (req: IncomingMessage) => unknown): PropertyDescriptor {
-  const get = function (this: IncomingMessage): unknown {
+function accessor(name: string, read: (req: object) => unknown): PropertyDescriptor {
+  const get = function (this: object): unknown {
     return read(this);
   };
   Object.defineProperty(get, OURS, { value: true });

@@ -1,7 +1,6 @@
 /**
  * The visitor's IP address: the socket's peer, or what a trusted proxy says it saw.
  */
-import type { IncomingHttpHeaders } from 'node:http';
 import { isIP } from 'node:net';
 import proxyaddr from 'proxy-addr';
 import type { TrustFunction } from './trust.js';
@@ -30,20 +29,6 @@ export function resolveClientIp(
     if (!trust(address, i + 1)) break;
   }
   return normalizeIp(address);
-}
-
-/**
- * The visitor's IP: with `ipHeader` set, that header's first address when it has a valid one;
- * otherwise {@link resolveClientIp} from the socket's peer, under `trust`.
- */
-export function clientIpOf(
-  headers: IncomingHttpHeaders,
-  ipHeader: string | undefined,
-  peer: string | undefined,
-  trust: TrustFunction,
-): string | undefined {
-  const fromHeader = ipHeader ? ipFromHeader(headers[ipHeader]) : undefined;
-  return fromHeader ?? resolveClientIp(peer, headers['x-forwarded-for'], trust);
 }
 
 /**

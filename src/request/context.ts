@@ -7,11 +7,10 @@ import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { AnalyticsConfig } from '../options.js';
 import { isBotRequest, isTrackBotRequest } from './bots.js';
-import { clientIpOf } from './client-ip.js';
+import { ipFromHeader, resolveClientIp } from './client-ip.js';
 import { parseDevice, type DeviceInfo } from './device.js';
 import { clientHintsOf, type ClientHints } from './forwarded-headers.js';
-import { keep, type Entry } from './attach.js';
-import { originOf, pageUrl, referrerUrl, requestTarget } from './page-url.js';
+import { originOf, pageUrl, referrerUrl } from './page-url.js';
 import { trustFor, type TrustFunction } from './trust.js';
 import type { TrackFunction, TrackOptions } from '../middleware.js';
 import type { EventData } from '../tracker.js';
@@ -62,7 +61,7 @@ export type TrackHandler = (
  * generation (`--trace-gc-nvp`: a bare `weakMap.set(req, { req })` promoted 1.7 KB more per
  * request than `weakMap.set(req, {})`).
  */
-export class RequestContext implements RequestAnalytics, Entry {
+export class RequestContext implements RequestAnalytics {
   /** The request's prototype (an Express app's `app.request`), where its `app` is read. */
   readonly #prototype: object | null;
   readonly #method: string | undefined;
@@ -89,24 +88,15 @@ export class RequestContext implements RequestAnalytics, Entry {
     readonly target: string,
     config: ContextConfig,
     onTrack: TrackHandler,
-    /** The request's prototype where the middleware saw it (the app's, for its trust setting). */
-    prototype: object | null = Object.getPrototypeOf(req) as object | null,
-    /** Its method when the middleware saw it (a later middleware may override it). */
-    method: string | undefined = req.method,
   ) {
-    this.#prototype = prototype;
-    this.#method = method;
+    this.#prototype = Object.getPrototypeOf(req) as object | null;
+    this.#method = req.method;
     this.#headers = headers;
     this.#config = config;
     this.#onTrack = onTrack;
     const socket = req.socket as TLSSocket | undefined;
     this.#peer = socket?.remoteAddress;
     this.#encrypted = socket?.encrypted === true;
-  }
-
-  /** Its own context: this one (the registry's {@link Entry}). */
-  contextFor(): RequestContext {
-    return this;
   }
 
   /** `req.track` for this request: made when first read, the same function after that. */
@@ -130,7 +120,10 @@ export class RequestContext implements RequestAnalytics, Entry {
 
   get ip(): string | undefined {
     if (this.#ip === UNSET) {
-      this.#ip = clientIpOf(this.#headers, this.#config.ipHeader, this.#peer, this.trust);
+      const { ipHeader } = this.#config;
+      const headers = this.#headers;
+      const fromHeader = ipHeader ? ipFromHeader(headers[ipHeader]) : undefined;
+      this.#ip = fromHeader ?? resolveClientIp(this.#peer, headers['x-forwarded-for'], this.trust);
     }
     return this.#ip;
   }
@@ -212,45 +205,6 @@ export class RequestContext implements RequestAnalytics, Entry {
   /** What `console.log(req.analytics)` shows. */
   [Symbol.for('nodejs.util.inspect.custom')](): object {
     return { ...this.toJSON(), device: this.device };
-  }
-}
-
-/**
- * One middleware's requests of one method in one app (one request prototype): what the registry
- * holds for an Express request until its context is asked for (`req.analytics` or `req.track`
- * read, `beforeSend`), when {@link contextFor} makes it. What a context reads of the request
- * then is what it was when the middleware saw it: the method and the app are this source's, the
- * target is `originalUrl` (which Express keeps; the middleware makes the context at once for a
- * request without one), and the socket keeps its peer once read, which the middleware does.
- */
-export class RequestSource implements Entry {
-  constructor(
-    /** The request prototype (the app's) where the middleware saw the requests. */
-    readonly prototype: object | null,
-    /** Their method when the middleware saw them. */
-    readonly method: string | undefined,
-    private readonly config: ContextConfig,
-    private readonly onTrack: TrackHandler,
-  ) {}
-
-  /** The trust function for these requests: the option, or the app's setting as it is now. */
-  get trust(): TrustFunction {
-    return trustFor(this.prototype, this.config.trust);
-  }
-
-  /** Makes the request's context and keeps it in the registry in this source's place. */
-  contextFor(req: IncomingMessage): RequestContext {
-    const context = new RequestContext(
-      req,
-      req.headers,
-      requestTarget(req),
-      this.config,
-      this.onTrack,
-      this.prototype,
-      this.method,
-    );
-    keep(req, context);
-    return context;
   }
 }
 

@@ -13,11 +13,8 @@ const HOST_PATTERN = /^(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.?|\[[0-9A-Fa-f:.]+\
  * The request target as the visitor sent it, mounted routers included: path and query, always
  * starting with '/'. An absolute-form target (`GET http://other.example/x`) gives its path only.
  */
-export function requestTarget(
-  req: IncomingMessage,
-  originalUrl: unknown = (req as { originalUrl?: unknown }).originalUrl,
-): string {
-  const raw = (typeof originalUrl === 'string' ? originalUrl : undefined) ?? req.url ?? '/';
+export function requestTarget(req: IncomingMessage): string {
+  const raw = (req as { originalUrl?: string }).originalUrl ?? req.url ?? '/';
   if (raw.startsWith('/')) return raw;
   try {
     const parsed = new URL(raw);

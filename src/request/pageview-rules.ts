@@ -133,25 +133,13 @@ export function requestSkipReason(
   visitor: VisitorFacts,
   config: RuleConfig,
 ): SkipReason | null {
-  return (
-    pathSkipReason(method, path, headers, config) ?? visitorSkipReason(headers, visitor, config)
-  );
-}
-
-/** {@link requestSkipReason} without the visitor rules: method, path and prefetch. */
-export function pathSkipReason(
-  method: string | undefined,
-  path: string,
-  headers: IncomingMessage['headers'],
-  config: RuleConfig,
-): SkipReason | null {
   if (method !== 'GET') return 'method';
   if (config.skipAssets && isAssetPath(path)) return 'asset';
   if (config.skipApi && isApiPath(path)) return 'api';
   if (config.skipWellKnown && isWellKnownPath(path)) return 'well_known';
   if (config.skipPaths.length > 0 && matchesSkipPath(path, config.skipPaths)) return 'skip_path';
   if (config.skipPrefetch && isPrefetch(headers)) return 'prefetch';
-  return null;
+  return visitorSkipReason(headers, visitor, config);
 }
 
 /** The default `countStatus`: `2xx` and `304` are pages; redirects and errors are not. */
