@@ -16,6 +16,19 @@ afterEach(async () => {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Listens on a free port of 127.0.0.1, closed (connections too) after the test; the port. */
+async function listening(server: http.Server): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanups.push(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
+  return (server.address() as net.AddressInfo).port;
+}
+
 interface Arrival {
   body: string;
   /** Requests open at the server (arrived, not answered or given up) when this one arrived, itself included. */
@@ -45,15 +58,7 @@ async function endpoint(answer: (i: number) => [number, number] | 'hang') {
     });
   });
   server.keepAliveTimeout = 60_000;
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  cleanups.push(
-    () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  );
+  const port = await listening(server);
   return { url: `http://127.0.0.1:${port}/e/x`, arrivals };
 }
 
@@ -189,15 +194,7 @@ async function endpointWithRetryAfter() {
       res.end();
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  cleanups.push(
-    () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  );
+  const port = await listening(server);
   return { url: `http://127.0.0.1:${port}/e/x`, arrivedAt, answeredAt };
 }
 
