@@ -504,8 +504,8 @@ async function main() {
     '',
     "The floor reads the headers at 'finish' and the package in the call. Most apps read a header anyway " +
       "(Express's `res.send` does, for its freshness check), and then the last row is time moved rather than " +
-      "added; this bench's route answers with `res.end` and reads them only to time it. The floor's 'finish' " +
-      "is mostly Express's `req.ip` (proxy-addr); the package works out the same IP with its own code.",
+      "added; this bench's route answers with `res.end` and reads them only to time it. At 'finish' the floor " +
+      "reads Express's `req.ip` (proxy-addr) and the URL; the package works out the IP with its own code.",
   );
   lines.push('', '## Adding a property to a request', '');
   const perProperty = (kind, key) =>
