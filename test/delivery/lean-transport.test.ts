@@ -17,6 +17,7 @@ import {
   type PostTransport,
 } from '../../src/delivery/lean-transport';
 import type { DeadlineTransport, Transport, TransportRequest } from '../../src/delivery/transport';
+import { watchTimers } from '../helpers/timers';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -1033,14 +1034,14 @@ describe('sendWithin: the deadline the engine uses instead of a signal', () => {
   test('close() ends a request in flight, and its deadline timer with it', async () => {
     const server = await rawServer(() => undefined);
     const t = within(transport());
-    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
-    const before = timers();
+    const timers = watchTimers();
+    cleanups.push(timers.stop);
     const pending = t.sendWithin(post(server.url), 60_000);
     await until(() => server.requests.length === 1);
-    expect(timers()).toBe(before + 1);
+    expect(await timers.holding()).toBe(1);
     void t.close?.();
     expect((await rejection(pending)).code).toBe('ERR_TRANSPORT_CLOSED');
-    expect(timers()).toBe(before);
+    expect(await timers.holding()).toBe(0);
   });
 });
 
@@ -1078,8 +1079,6 @@ describe("post: the engine's way, a callback instead of a promise", () => {
       });
     return { t, send };
   }
-
-  const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
 
   test('writes the same bytes as send() with the key as the last header, and answers', async () => {
     const server = await rawServer((socket) => socket.write(OK));
@@ -1137,7 +1136,8 @@ describe("post: the engine's way, a callback instead of a promise", () => {
   test('one timer for every deadline: a shorter deadline sent later still ends first, each on time', async () => {
     const server = await rawServer(() => undefined);
     const { send } = poster();
-    const before = timers();
+    const timers = watchTimers();
+    cleanups.push(timers.stop);
     const started = performance.now();
     const ended: string[] = [];
     const long = send(server.url, 400, undefined, 'k', 'long').then((a) => {
@@ -1150,7 +1150,7 @@ describe("post: the engine's way, a callback instead of a promise", () => {
       return [a, performance.now() - started] as const;
     });
     await until(() => server.requests.length === 2);
-    expect(timers()).toBe(before + 1);
+    expect(await timers.holding()).toBe(1);
     const [[shortAnswer, shortMs], [longAnswer, longMs]] = await Promise.all([short, long]);
     expect(ended).toEqual(['short', 'long']);
     expect(shortAnswer.error?.name).toBe('TimeoutError');
@@ -1158,7 +1158,7 @@ describe("post: the engine's way, a callback instead of a promise", () => {
     expect(shortMs).toBeGreaterThanOrEqual(55);
     expect(longMs).toBeGreaterThanOrEqual(395);
     // Nothing with a deadline is left: no timer holds the process.
-    expect(timers()).toBe(before);
+    expect(await timers.holding()).toBe(0);
   });
 
   test('deadlines keep to a clock that is never set back: the wall clock stepped back 10 s does not hold one', async () => {
@@ -1211,13 +1211,14 @@ describe("post: the engine's way, a callback instead of a promise", () => {
   test('close() ends what is in flight, and the deadline timer with it', async () => {
     const server = await rawServer(() => undefined);
     const { t, send } = poster();
-    const before = timers();
+    const timers = watchTimers();
+    cleanups.push(timers.stop);
     const answer = send(server.url, 60_000);
     await until(() => server.requests.length === 1);
-    expect(timers()).toBe(before + 1);
+    expect(await timers.holding()).toBe(1);
     void t.close?.();
     expect((await answer).error?.code).toBe('ERR_TRANSPORT_CLOSED');
-    expect(timers()).toBe(before);
+    expect(await timers.holding()).toBe(0);
   });
 
   test('never answers before it returns, even when it fails at once', async () => {

@@ -8,6 +8,7 @@ import type net from 'node:net';
 import { DeliveryEngine, CIRCUIT_THRESHOLD } from '../../src/delivery/engine';
 import { createLeanTransport } from '../../src/delivery/lean-transport';
 import { Reporter } from '../../src/logger';
+import { watchTimers } from '../helpers/timers';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -157,13 +158,14 @@ test('half open, the circuit sends one probe at a time though more runners were 
 test('close() ends the runners: nothing left that keeps the process alive', async () => {
   const server = await endpoint(() => [202, 1]);
   const e = engine(server.url, { concurrency: 4 });
-  const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
-  const before = timers();
+  const timers = watchTimers();
+  cleanups.push(timers.stop);
   await Promise.all(Array.from({ length: 12 }, (_, i) => submit(e, `"${i}"`)));
   await e.close(1000);
   expect(e.stats()).toMatchObject({ delivered: 12, queued: 0, inFlight: 0 });
-  // The server's keep-alive timers go once it sees the client's sockets closed.
-  await until(() => timers() === before);
+  // Every timer set since the engine was made is gone or unref'd (the server's sockets' timeouts
+  // are unref'd; the engine's and the transport's must be cleared).
+  expect(await timers.holding()).toBe(0);
   // Closed: a new event is dropped, no runner takes it.
   expect(await submit(e, '"late"')).toBe('dropped');
 });
