@@ -7,6 +7,7 @@
  *   alt      the package at its defaults from another build: BENCH_ALT_DIST=/path/to/dist
  *   floor    the floor of issue 16 (bench/floor.mjs): read URL, IP and user agent at finish,
  *            batch them to a worker that writes raw requests on 10 keep-alive sockets
+ *   floor-rules  the floor that also makes the reads the package's rules need (floor.mjs `rules`)
  *   toggle   the package and the floor in one process, switched by GET /__tracking/<mode>:
  *            `on` (or `package`), `floor`, `off` (so that the windows compared share the
  *            machine's state; see costCase in run.mjs)
@@ -38,14 +39,14 @@ const control = express.Router();
 app.use(control);
 let tracker;
 let floor;
-if (variant === 'floor' || variant === 'toggle') {
-  floor = createFloor(sinkUrl);
+if (variant === 'floor' || variant === 'floor-rules' || variant === 'toggle') {
+  floor = createFloor(sinkUrl, { rules: variant === 'floor-rules' });
   await floor.ready;
 }
 /** Threads there before any delivery worker (the main thread, V8's and libuv's helpers). */
 const startThreads = new Set(threadIds());
 
-if (variant === 'floor') {
+if (variant === 'floor' || variant === 'floor-rules') {
   app.use(floor.middleware);
 } else if (['package', 'alt', 'inline', 'toggle'].includes(variant)) {
   const middleware = analytics({

@@ -8,15 +8,25 @@
  *
  *   const floor = createFloor(sinkUrl);
  *   app.use(floor.middleware);
+ *
+ * With `{ rules: true }` it also makes the reads that the package's rules cannot do without, in
+ * the cheapest form: when the request comes, its method (GET only), the path's extension (no
+ * assets), the user agent (isbot, each string once) and a WeakMap entry for the request (what
+ * `req.track` and `req.analytics` are found by); at `finish`, the status (2xx) and the content
+ * type (text/html). This is "floor + rules": what is left between it and the package is the
+ * package's own way of doing the same, not the rules themselves.
  *   await floor.ready;       // the worker's OS thread id is floor.tid
  *   await floor.count();     // { answered, written, queued }
  */
 import { Worker } from 'node:worker_threads';
+import { isbot } from 'isbot';
 
 const FLUSH_MS = 20;
 const BATCH = 512;
 
-export function createFloor(sinkUrl, { sockets = 10 } = {}) {
+const ASSET = /\.(?:js|css|png|jpe?g|gif|svg|ico|woff2?|map|json|txt|xml)$/i;
+
+export function createFloor(sinkUrl, { sockets = 10, rules = false } = {}) {
   const worker = new Worker(new URL('./floor-worker.mjs', import.meta.url), {
     workerData: { sinkUrl, sockets },
   });
@@ -28,7 +38,12 @@ export function createFloor(sinkUrl, { sockets = 10 } = {}) {
     tid: 0,
     ready: undefined,
     middleware(req, res, next) {
+      if (rules && !pageRequest(req)) {
+        next();
+        return;
+      }
       res.on('finish', () => {
+        if (rules && !pageResponse(res)) return;
         const headers = req.headers;
         batch.push(
           `http://${headers.host}${req.originalUrl}\x01${req.ip}\x01${headers['user-agent']}`,
@@ -46,6 +61,27 @@ export function createFloor(sinkUrl, { sockets = 10 } = {}) {
     },
     close: () => worker.terminate(),
   };
+  const bots = new Map();
+  const seen = new WeakMap();
+  const marker = {};
+  function pageRequest(req) {
+    if (req.method !== 'GET' || ASSET.test(req.originalUrl)) return false;
+    const userAgent = req.headers['user-agent'] ?? '';
+    let bot = bots.get(userAgent);
+    if (bot === undefined) {
+      bot = isbot(userAgent);
+      if (bots.size < 1000) bots.set(userAgent, bot);
+    }
+    if (bot) return false;
+    seen.set(req, marker);
+    return true;
+  }
+  function pageResponse(res) {
+    const status = res.statusCode;
+    if (status < 200 || status > 299) return false;
+    const type = res.getHeader('content-type');
+    return typeof type === 'string' && type.startsWith('text/html');
+  }
   function send() {
     clearTimeout(timer);
     timer = undefined;

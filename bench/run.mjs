@@ -126,12 +126,11 @@ async function throughputCase(variant, sink) {
   await app.stop();
   const t0 = start0.threads;
   // The delivery thread's CPU per event it delivered, from the end of the warm-up to the end.
-  const workerNs =
-    variant === 'floor' ? threads.floorNs - t0.floorNs : threads.workerNs - t0.workerNs;
-  const delivered =
-    variant === 'floor'
-      ? threads.floorAnswered - t0.floorAnswered
-      : threads.packageDelivered - t0.packageDelivered;
+  const isFloor = variant === 'floor' || variant === 'floor-rules';
+  const workerNs = isFloor ? threads.floorNs - t0.floorNs : threads.workerNs - t0.workerNs;
+  const delivered = isFloor
+    ? threads.floorAnswered - t0.floorAnswered
+    : threads.packageDelivered - t0.packageDelivered;
   return {
     rps: main.requests.average,
     p50: main.latency.p50,
@@ -286,14 +285,14 @@ async function main() {
   // BENCH_QUICK=1: only the Express app and the fixed-rate costs, printed, latest.md untouched.
   const quick = process.env.BENCH_QUICK === '1';
   const variants = quick
-    ? ['none', 'floor', 'package']
-    : ['none', 'fetch', 'floor', 'package', 'inline'];
+    ? ['none', 'floor', 'floor-rules', 'package']
+    : ['none', 'fetch', 'floor', 'floor-rules', 'package', 'inline'];
   // BENCH_ALT_DIST=/path/to/dist: the package from another build too, in the same rounds.
   if (process.env.BENCH_ALT_DIST) variants.push('alt');
   const results = Object.fromEntries(variants.map((v) => [v, []]));
   /** Per cycle of costCase: main-thread and worker CPU figures. */
   const cost = [];
-  const requestCost = { none: [], package: [], inline: [] };
+  const requestCost = { none: [], floor: [], 'floor-rules': [], package: [], inline: [] };
   const outage = { healthy: [], outage: [] };
   const delivery = Object.fromEntries(CLIENTS.map((c) => [c, []]));
 
@@ -316,7 +315,7 @@ async function main() {
       );
     }
     if (quick) continue;
-    for (const v of ['none', 'package', 'inline']) {
+    for (const v of Object.keys(requestCost)) {
       requestCost[v].push(await requestCostCase(v, sink));
     }
     outage.healthy.push(await outageCase(sink));
@@ -384,6 +383,8 @@ async function main() {
     none: 'no tracking',
     fetch: 'one `fetch` per pageview (documented approach)',
     floor: '**floor**: one string at finish, raw sockets on a worker',
+    'floor-rules':
+      'floor + the reads the rules need (method, path, user agent, a WeakMap entry; status and content type)',
     alt: `zenovay-express from ${process.env.BENCH_ALT_DIST} (BENCH_ALT_DIST)`,
     package: 'zenovay-express (delivery on its worker thread, the default)',
     inline: 'zenovay-express, `worker: false` (delivery on the main thread)',
@@ -391,7 +392,7 @@ async function main() {
   for (const v of variants) {
     const rs = results[v];
     const delivered = v === 'none' ? '-' : `${fmt(deliveredPct(rs), 2)} %`;
-    const worker = ['floor', 'package', 'alt'].includes(v)
+    const worker = ['floor', 'floor-rules', 'package', 'alt'].includes(v)
       ? fmt(median(rs.map((r) => r.workerUsPerEvent)), 1)
       : '-';
     lines.push(
@@ -399,6 +400,12 @@ async function main() {
     );
   }
   const col = (key) => cost.map((c) => c[key]);
+  lines.push(
+    '',
+    `Against the floor + rules (the floor that also makes the reads the package's rules need: method, path, user agent and a WeakMap entry when the request comes, status and content type at \`finish\`): ` +
+      `floor + rules / floor ${fmt(ratio('floor-rules', 'rps', floor), 2)} requests/s, p99 ${fmt(ratio('floor-rules', 'p99', floor), 2)}×; ` +
+      `zenovay-express / floor + rules ${fmt(ratio('package', 'rps', results['floor-rules']), 2)} requests/s, p99 ${fmt(ratio('package', 'p99', results['floor-rules']), 2)}×.`,
+  );
   lines.push('', '## Main thread and worker at a fixed rate, against the floor', '');
   lines.push(
     `One Express app holding both the package and the floor at a fixed ${fmt(RATE)} requests/s, switched every ` +
@@ -428,8 +435,9 @@ async function main() {
     console.log(lines.join('\n'));
     return;
   }
-  const inProcess = (v) =>
-    requestCost[v].map((p, i) => ((p.cpuMs - requestCost.none[i].cpuMs) * 1000) / p.requests);
+  const inProcess = (v, to = 'none') =>
+    requestCost[v].map((p, i) => (p.cpuNs - requestCost[to][i].cpuNs) / 1000 / p.requests);
+  const rounds = (xs) => xs.map((x) => fmt(x, 1)).join(', ');
   lines.push('', '## Main-thread cost per tracked request', '');
   lines.push(
     'CPU time of the main thread only, with tracking minus without, per request:',
@@ -443,6 +451,11 @@ async function main() {
         .map((x) => fmt(x, 1))
         .join(', ')}), ` +
       `${fmt(median(inProcess('inline')), 1)} µs with \`worker: false\`.`,
+    `- the same without sockets, against the floor and the floor that also makes the reads the rules need ` +
+      '(bench/floor.mjs `rules`: method, path, user agent and a WeakMap entry when the request comes; status and content type at `finish`): ' +
+      `floor + rules minus floor **${fmt(median(inProcess('floor-rules', 'floor')), 1)} µs** (rounds: ${rounds(inProcess('floor-rules', 'floor'))}), ` +
+      `package minus floor + rules **${fmt(median(inProcess('package', 'floor-rules')), 1)} µs** (rounds: ${rounds(inProcess('package', 'floor-rules'))}), ` +
+      `package minus floor ${fmt(median(inProcess('package', 'floor')), 1)} µs.`,
   );
   const h = outage.healthy;
   const o = outage.outage;
