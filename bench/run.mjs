@@ -407,6 +407,16 @@ async function main() {
       `zenovay-express / floor + rules ${fmt(ratio('package', 'rps', results['floor-rules']), 2)} requests/s, p99 ${fmt(ratio('package', 'p99', results['floor-rules']), 2)}×.`,
   );
   lines.push('', '## Main thread and worker at a fixed rate, against the floor', '');
+  // The fixed-rate cycles spread more than the target itself on a shared machine: a median in
+  // such a spread is no verdict either way.
+  const mainCycles = cost.map((c) => c.packageMinusFloor);
+  const mainSpread = Math.max(...mainCycles) - Math.min(...mainCycles);
+  const mainVerdict =
+    mainSpread > 6
+      ? `not resolved: the cycles spread over ${fmt(mainSpread, 1)} µs, more than twice the target (see the measure without sockets below)`
+      : headline.mainAbove <= 3
+        ? 'met'
+        : 'not met';
   lines.push(
     `One Express app holding both the package and the floor at a fixed ${fmt(RATE)} requests/s, switched every ` +
       `${WINDOW_MS / 1000} s through cycles of off, floor, package, package, floor, off (${cost.length} cycles; ` +
@@ -428,7 +438,7 @@ async function main() {
     `- requests/s, package / floor ≥ 0.95: ${fmt(headline.rps, 2)}, ${headline.rps >= 0.95 ? 'met' : 'not met'}`,
     `- p99, package / floor ≤ 1.1: ${fmt(headline.p99, 2)}, ${headline.p99 <= 1.1 ? 'met' : 'not met'}`,
     `- ≥ 99.9 % of pageviews delivered after a ${DRAIN_MS / 1000} s drain, every round: worst ${fmt(headline.delivered, 2)} %, ${headline.delivered >= 99.9 ? 'met' : 'not met'}`,
-    `- main thread ≤ 3 µs per request above the floor: ${fmt(headline.mainAbove, 1)} µs, ${headline.mainAbove <= 3 ? 'met' : 'not met'}`,
+    `- main thread ≤ 3 µs per request above the floor: ${fmt(headline.mainAbove, 1)} µs, ${mainVerdict}`,
     `- worker CPU per event ≤ 1.5× the floor's: ${fmt(headline.worker, 2)}×, ${headline.worker <= 1.5 ? 'met' : 'not met'}`,
   );
   if (quick) {
