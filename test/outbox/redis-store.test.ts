@@ -222,16 +222,18 @@ describe('one instance', () => {
 describe('a fleet sharing one stream', () => {
   test("a live instance's entries are never taken over, however long it holds them", async () => {
     const stream = streamName();
-    const a = store({ stream, claimAfterMs: 300 });
-    const b = store({ stream, claimAfterMs: 300 });
+    // 1 s, not less: a test process stalled for two heartbeats (a third of it each) on a busy
+    // machine would rightly look dead.
+    const a = store({ stream, claimAfterMs: 1000 });
+    const b = store({ stream, claimAfterMs: 1000 });
     await a.open();
     await b.open();
     const entries = [entry(), entry(), entry()];
     for (const e of entries) a.append(e);
     await a.sync();
     // Several claim timeouts pass: A's heartbeat keeps its deadline ahead.
-    for (let i = 0; i < 5; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 300));
+    for (let i = 0; i < 6; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 500));
       expect(await b.take(10)).toEqual([]);
     }
     expect(b.stats().recovered).toBe(0);
