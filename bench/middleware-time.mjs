@@ -12,13 +12,20 @@
  * the package's time is the difference, and for the floor of issue 16 (bench/floor.mjs), whose
  * work at 'finish' (Express's `req.ip`, the URL, one string) is the least a tracker does there. Delivery runs on the worker as by default; its messages
  * back to the main thread are not in these numbers (bench/request-cost.mjs has them).
+ * BENCH_ALT_DIST=/path/to/dist/index.js adds `alt`: the package from another build, timed the
+ * same way in the same runs (e.g. an older build against today's, on one machine at one time).
  * Keep-alive requests, 10 at a time, the first 2,000 left out (warm-up). Interleaved runs:
  * none, floor, package, none, ... Prints {"none":{...},"floor":{...},"package":{...}} with the
  * median of the runs' medians and means, in ns.
  */
 import http from 'node:http';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import express from 'express';
 import { analytics } from '../dist/index.js';
+const alt = process.env.BENCH_ALT_DIST
+  ? (await import(pathToFileURL(path.resolve(process.env.BENCH_ALT_DIST)).href)).analytics
+  : undefined;
 import { createFloor } from './floor.mjs';
 import { medianAndMean, serveRequests } from './keep-alive-load.mjs';
 
@@ -40,8 +47,13 @@ async function measure(variant) {
   const floor = variant === 'floor' ? createFloor(sinkUrl) : undefined;
   await floor?.ready;
   const middleware =
-    variant === 'package'
-      ? analytics({ trackingCode: 'bench', host: sinkUrl, logger: false, visitorRateLimit: false })
+    variant === 'package' || variant === 'alt'
+      ? (variant === 'alt' ? alt : analytics)({
+          trackingCode: 'bench',
+          host: sinkUrl,
+          logger: false,
+          visitorRateLimit: false,
+        })
       : (floor?.middleware ?? ((_req, _res, next) => next()));
   const entry = [];
   const finish = [];
@@ -85,6 +97,7 @@ async function measure(variant) {
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 const runs = { none: [], floor: [], package: [] };
+if (alt) runs.alt = [];
 for (let r = 0; r < RUNS; r++) {
   for (const variant of Object.keys(runs)) runs[variant].push(await measure(variant));
 }
