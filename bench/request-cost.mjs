@@ -11,7 +11,10 @@
  *            user agent, a WeakMap entry; status and content type at finish): floor.mjs `rules`
  * Each request is a real http.IncomingMessage/ServerResponse pair handled by an Express 5 app
  * (so the request gets Express's prototype, as in production): the middleware runs, the
- * response "finishes" as a 200 HTML page, and the pageview goes to the sink. Requests come in
+ * response "finishes" as a 200 HTML page, and the pageview goes to the sink. As Node's server
+ * does for each request, the response gets Node's own kind of 'finish' listener, which
+ * announces the finish on the `http.server.response.finish` diagnostics channel, and the request
+ * is announced on `http.server.request.start` before the app sees it (src/request/finish.ts). Requests come in
  * bursts every 10 ms at `perSecond`, and the run ends once every event is settled.
  *
  * CPU time is the main thread's own (Linux: /proc/thread-self/stat, 10 ms ticks), so the
@@ -22,6 +25,7 @@
  * BENCH_PROFILE=file.cpuprofile also writes a CPU profile of the measured part only (sampled
  * every 50 µs): what the request thread spends its time on, without start-up.
  */
+import { channel } from 'node:diagnostics_channel';
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import http from 'node:http';
@@ -84,6 +88,15 @@ app.use((_req, res) => {
 
 const socket = { remoteAddress: '203.0.113.9', remotePort: 50000, encrypted: false };
 let made = 0;
+const requestStart = channel('http.server.request.start');
+const responseFinish = channel('http.server.response.finish');
+
+/** What Node's server listens with on every response's 'finish' (lib/_http_server.js). */
+function serverFinish(req, res) {
+  if (responseFinish.hasSubscribers) {
+    responseFinish.publish({ request: req, response: res, socket, server: undefined });
+  }
+}
 
 function request() {
   const i = made++;
@@ -97,6 +110,10 @@ function request() {
     referer: 'https://shop.example/',
   };
   const res = new http.ServerResponse(req);
+  res.on('finish', serverFinish.bind(undefined, req, res));
+  if (requestStart.hasSubscribers) {
+    requestStart.publish({ request: req, response: res, socket, server: undefined });
+  }
   app(req, res);
 }
 

@@ -14,6 +14,7 @@ import {
 } from './tracker.js';
 import { isPrivateIp } from './request/client-ip.js';
 import { attach, contextOf, reattach } from './request/attach.js';
+import { onResponseFinished, watchServerResponses } from './request/finish.js';
 import { RequestContext, type RequestAnalytics } from './request/context.js';
 import { pathOf, requestTarget, withQueryPolicy } from './request/page-url.js';
 import {
@@ -77,12 +78,7 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
   let checkPrivateIp = config.production;
   const fastPageviews = ownTracker && config.beforeSend === undefined;
 
-  function onFinish(
-    req: IncomingMessage,
-    res: ServerResponse,
-    context: RequestContext,
-    headers: IncomingMessage['headers'],
-  ): void {
+  function onFinish(req: IncomingMessage, res: ServerResponse, context: RequestContext): void {
     try {
       const reason = responseSkipReason(req, res, config);
       if (reason !== null) {
@@ -108,7 +104,7 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
           origin,
           context.target,
           ip,
-          headers,
+          context.headers,
         );
         return;
       }
@@ -248,8 +244,7 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
           context,
           config,
         );
-        // 'finish' comes once: `on` spares the wrapper `once` would make on every request.
-        if (reason === null) res.on('finish', () => onFinish(req, res, context, headers));
+        if (reason === null) onResponseFinished(req, res, context, onFinish);
         else if (reporter.debugEnabled) explain(context, reason);
       } catch (error) {
         internalError(error);
@@ -257,6 +252,7 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
     }
     next();
   } as AnalyticsMiddleware;
+  watchServerResponses();
   Object.defineProperty(middleware, 'tracker', { value: tracker, enumerable: true });
   return middleware;
 }

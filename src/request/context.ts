@@ -13,6 +13,7 @@ import { clientHintsOf, type ClientHints } from './forwarded-headers.js';
 import { originOf, pageUrl, referrerUrl } from './page-url.js';
 import { trustFor, type TrustFunction } from './trust.js';
 import type { TrackFunction, TrackOptions } from '../middleware.js';
+import type { FinishHandler } from './finish.js';
 import type { EventData } from '../tracker.js';
 
 /** The resolved context of a request, as `req.analytics`. */
@@ -79,6 +80,8 @@ export class RequestContext implements RequestAnalytics {
   #url: Lazy<string | undefined> = UNSET;
   #referrer: Lazy<string | undefined> = UNSET;
   #isBot: Lazy<boolean> = UNSET;
+  /** The middleware's handler, while it waits for the response to finish (finish.ts). */
+  #finish: FinishHandler | undefined = undefined;
 
   constructor(
     req: IncomingMessage,
@@ -102,6 +105,18 @@ export class RequestContext implements RequestAnalytics {
   /** `req.track` for this request: made when first read, the same function after that. */
   get trackFunction(): TrackFunction {
     return (this.#track ??= (name, data, options) => this.#onTrack(this, name, data, options));
+  }
+
+  /** Leaves the middleware's finish handler here, for Node's server channel to call. */
+  setFinish(handler: FinishHandler): void {
+    this.#finish = handler;
+  }
+
+  /** The waiting finish handler, once: undefined when none waits or it was taken. */
+  takeFinish(): FinishHandler | undefined {
+    const handler = this.#finish;
+    this.#finish = undefined;
+    return handler;
   }
 
   /** The request's method. */
