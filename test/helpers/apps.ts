@@ -2,8 +2,8 @@
  * One helper that builds the same small site on Express 5, Express 4 and Connect around the
  * middleware, so every rule is tested on each framework.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import http from 'node:http';
+import http, { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import connect from 'connect';
 import express5 from 'express';
 import type { AnalyticsMiddleware } from '../../src/index';
@@ -108,3 +108,44 @@ export const BROWSER_UA =
   'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36';
 export const GOOGLEBOT_UA =
   'Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)';
+
+/**
+ * A GET request for `path` and its response, made by hand as a test tool makes them (no server
+ * announced them), from a browser on 203.0.113.7 to `shop.example`.
+ */
+export function handMadeRequest(path: string): { req: IncomingMessage; res: ServerResponse } {
+  const socket = { remoteAddress: '203.0.113.7', remotePort: 40000, encrypted: false };
+  const req = new IncomingMessage(socket as never);
+  req.method = 'GET';
+  req.url = path;
+  req.headers = { host: 'shop.example', 'user-agent': BROWSER_UA, accept: 'text/html' };
+  return { req, res: new ServerResponse(req) };
+}
+
+/** Ends a hand-made response as a 200 HTML page: its 'finish', as a server would emit it. */
+export function finishAsPage(res: ServerResponse): void {
+  res.statusCode = 200;
+  res.setHeader('content-type', 'text/html');
+  res.emit('finish');
+}
+
+/**
+ * Serves `handler` on 127.0.0.1 and GETs each path in turn with a browser's user agent, each
+ * answered 200; returns the server's base URL (the server is closed by then).
+ */
+export async function serveEach(handler: http.RequestListener, paths: string[]): Promise<string> {
+  const server = http.createServer(handler);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  try {
+    for (const path of paths) {
+      const res = await fetch(base + path, { headers: { 'user-agent': BROWSER_UA } });
+      expect(res.status).toBe(200);
+      await res.text();
+    }
+  } finally {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
+  return base;
+}

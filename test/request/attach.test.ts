@@ -9,29 +9,15 @@ import vm from 'node:vm';
 import connect from 'connect';
 import express5 from 'express';
 import request from 'supertest';
-import { analytics, type AnalyticsMiddleware } from '../../src/index';
-import type { TestCollector } from '../../src/testing';
+import type { AnalyticsMiddleware } from '../../src/index';
 import { BROWSER_UA } from '../helpers/apps';
-import { startCollector } from '../helpers/collector';
+import { useCollector } from '../helpers/collector';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const express4 = require('express4') as typeof express5;
 
-let collector: TestCollector;
-const made: AnalyticsMiddleware[] = [];
-beforeAll(async () => {
-  collector = await startCollector();
-});
-beforeEach(() => collector.reset());
-afterAll(async () => {
-  await Promise.all(made.map((m) => m.tracker.close()));
-});
-
-function mw(): AnalyticsMiddleware {
-  const m = analytics({ trackingCode: 'attach', host: collector.url, logger: false });
-  made.push(m);
-  return m;
-}
+const file = useCollector('attach');
+const { mw } = file;
 
 /** What a route sees of req.track and req.analytics. */
 function describeRequest(req: IncomingMessage) {
@@ -71,7 +57,7 @@ describe.each([
         url: expect.stringMatching(new RegExp(`^http://127\\.0\\.0\\.1:\\d+${url}$`)),
       });
     }
-    const [event] = await collector.waitFor(1, { filter: (e) => e.type === 'event' });
+    const [event] = await file.collector.waitFor(1, { filter: (e) => e.type === 'event' });
     expect(event!.name).toBe('cart_viewed');
   });
 
@@ -137,7 +123,7 @@ describe.each([
       .set('User-Agent', BROWSER_UA)
       .set('Referer', 'https://shop.example/cart')
       .expect(200, { method: 'GET' });
-    const [event] = await collector.waitFor(1, { filter: (e) => e.type === 'event' });
+    const [event] = await file.collector.waitFor(1, { filter: (e) => e.type === 'event' });
     // A form post happened on the page that made it, not on its own URL.
     expect(event!.url).toBe('https://shop.example/cart');
   });
@@ -174,7 +160,7 @@ test('an app of another copy of Express, called as a handler, gets both from its
   const res = await request(outer).get('/inner/buy').set('User-Agent', BROWSER_UA).expect(200);
   expect(res.body).toMatchObject({ track: 'function', sameTrack: true });
   expect(res.body.url).toMatch(/\/inner\/buy$/);
-  const [event] = await collector.waitFor(1, { filter: (e) => e.type === 'event' });
+  const [event] = await file.collector.waitFor(1, { filter: (e) => e.type === 'event' });
   expect(event!.name).toBe('bought');
   await middleware.tracker.flush();
   expect(middleware.tracker.stats().enqueued).toBe(1);
@@ -218,7 +204,7 @@ describe('a framework prototype the accessors cannot go on', () => {
       .expect(200);
     expect(res.body).toMatchObject({ ownTrack: true, ownAnalytics: true, track: 'function' });
     expect(res.body.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
-    const [event] = await collector.waitFor(1, { filter: (e) => e.type === 'event' });
+    const [event] = await file.collector.waitFor(1, { filter: (e) => e.type === 'event' });
     expect(event!.name).toBe('seen');
   });
 });

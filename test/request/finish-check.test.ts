@@ -6,40 +6,22 @@
  * works, and here the first one must be a response whose finish the channel never announces.
  */
 import { channel } from 'node:diagnostics_channel';
-import http, { IncomingMessage, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import express from 'express';
-import { analytics, type AnalyticsMiddleware } from '../../src/index';
-import type { TestCollector } from '../../src/testing';
-import { BROWSER_UA } from '../helpers/apps';
-import { startCollector } from '../helpers/collector';
+import { finishAsPage, handMadeRequest, serveEach } from '../helpers/apps';
+import { useCollector } from '../helpers/collector';
 
-let collector: TestCollector;
-let middleware: AnalyticsMiddleware;
-beforeAll(async () => {
-  collector = await startCollector();
-  middleware = analytics({ trackingCode: 'check', host: collector.url, logger: false });
-});
-afterAll(async () => {
-  await middleware.tracker.close();
-});
+const file = useCollector('check');
 
 test('a channel that misses a finish: the pageview is sent all the same, and listeners take over', async () => {
+  const middleware = file.mw();
   // Announced as Node's server announces a request, but its finish is never announced.
-  const socket = { remoteAddress: '203.0.113.7', remotePort: 40000, encrypted: false };
-  const req = new IncomingMessage(socket as never);
-  req.method = 'GET';
-  req.url = '/announced';
-  req.headers = { host: 'shop.example', 'user-agent': BROWSER_UA, accept: 'text/html' };
-  const res = new ServerResponse(req);
+  const { req, res } = handMadeRequest('/announced');
   channel('http.server.request.start').publish({ request: req, response: res });
   middleware(req, res, () => undefined);
   // The check's listener: the channel has not shown yet that it works.
   expect(res.listenerCount('finish')).toBe(1);
-  res.statusCode = 200;
-  res.setHeader('content-type', 'text/html');
-  res.emit('finish');
-  const [first] = await collector.waitFor(1);
+  finishAsPage(res);
+  const [first] = await file.collector.waitFor(1);
   expect(first).toMatchObject({ type: 'pageview', url: 'http://shop.example/announced' });
 
   // From now on every response gets a listener, also those Node's server announced.
@@ -50,20 +32,9 @@ test('a channel that misses a finish: the pageview is sent all the same, and lis
     listeners.push(response.listenerCount('finish'));
     response.type('html').send('<p>page</p>');
   });
-  const server = http.createServer(app);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  try {
-    for (const path of ['/a', '/b']) {
-      const answer = await fetch(base + path, { headers: { 'user-agent': BROWSER_UA } });
-      expect(await answer.text()).toBe('<p>page</p>');
-    }
-  } finally {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  }
+  const base = await serveEach(app, ['/a', '/b']);
   expect(listeners).toEqual([2, 2]);
-  const events = await collector.waitFor(3);
+  const events = await file.collector.waitFor(3);
   expect(events.map((e) => e.url)).toEqual([
     'http://shop.example/announced',
     `${base}/a`,
@@ -71,5 +42,5 @@ test('a channel that misses a finish: the pageview is sent all the same, and lis
   ]);
   // Each pageview once: the channel, which still announces these, does not send them again.
   await middleware.tracker.flush();
-  expect(collector.events).toHaveLength(3);
+  expect(file.collector.events).toHaveLength(3);
 });

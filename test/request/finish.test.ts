@@ -4,58 +4,15 @@
  * once the channel has shown it works; from a listener for any other response.
  */
 import { channel } from 'node:diagnostics_channel';
-import http, { IncomingMessage, ServerResponse } from 'node:http';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import connect from 'connect';
 import express from 'express';
-import { analytics, type AnalyticsMiddleware } from '../../src/index';
-import type { TestCollector } from '../../src/testing';
-import { BROWSER_UA } from '../helpers/apps';
-import { startCollector } from '../helpers/collector';
+import { BROWSER_UA, finishAsPage, handMadeRequest, serveEach } from '../helpers/apps';
+import { useCollector } from '../helpers/collector';
 
-let collector: TestCollector;
-const made: AnalyticsMiddleware[] = [];
-beforeAll(async () => {
-  collector = await startCollector();
-});
-beforeEach(() => collector.reset());
-afterAll(async () => {
-  await Promise.all(made.map((m) => m.tracker.close()));
-});
-
-function mw(): AnalyticsMiddleware {
-  const m = analytics({ trackingCode: 'finish', host: collector.url, logger: false });
-  made.push(m);
-  return m;
-}
-
-/** Serves `handler` on 127.0.0.1 and GETs each path with a browser's user agent, one at a time. */
-async function serve(handler: http.RequestListener, paths: string[]): Promise<string> {
-  const server = http.createServer(handler);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  try {
-    for (const path of paths) {
-      const res = await fetch(base + path, { headers: { 'user-agent': BROWSER_UA } });
-      expect(res.status).toBe(200);
-      await res.text();
-    }
-  } finally {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  }
-  return base;
-}
-
-/** A request and response made by hand, as a test tool makes them: no server announced them. */
-function handMade(path: string): { req: IncomingMessage; res: ServerResponse } {
-  const socket = { remoteAddress: '203.0.113.7', remotePort: 40000, encrypted: false };
-  const req = new IncomingMessage(socket as never);
-  req.method = 'GET';
-  req.url = path;
-  req.headers = { host: 'shop.example', 'user-agent': BROWSER_UA, accept: 'text/html' };
-  return { req, res: new ServerResponse(req) };
-}
+const file = useCollector('finish');
+const { mw } = file;
 
 test.each([
   ['Express 5', () => express()],
@@ -72,8 +29,8 @@ test.each([
       res.end('<p>page</p>');
     });
     const paths = ['/', '/cart', '/about', '/products/widget'];
-    const base = await serve(app as unknown as http.RequestListener, paths);
-    const events = await collector.waitFor(paths.length);
+    const base = await serveEach(app as unknown as http.RequestListener, paths);
+    const events = await file.collector.waitFor(paths.length);
     expect(events.map((e) => e.url)).toEqual(paths.map((p) => base + p));
     // Node's own listener on each response; ours only while the channel was not yet shown to work
     // (the first response, in this file's copy of the package).
@@ -84,17 +41,15 @@ test.each([
 
 test('a response no server announced gets a listener, and its pageview is sent', async () => {
   const middleware = mw();
-  const { req, res } = handMade('/made-by-hand');
+  const { req, res } = handMadeRequest('/made-by-hand');
   let passed = false;
   middleware(req, res, () => {
     passed = true;
   });
   expect(passed).toBe(true);
   expect(res.listenerCount('finish')).toBe(1);
-  res.statusCode = 200;
-  res.setHeader('content-type', 'text/html');
-  res.emit('finish');
-  const [event] = await collector.waitFor(1);
+  finishAsPage(res);
+  const [event] = await file.collector.waitFor(1);
   expect(event).toMatchObject({ type: 'pageview', url: 'http://shop.example/made-by-hand' });
 });
 
@@ -130,7 +85,7 @@ test('a request found after 16 newer ones were announced gets a listener: every 
     server.closeAllConnections();
     await new Promise((resolve) => server.close(resolve));
   }
-  const events = await collector.waitFor(N);
+  const events = await file.collector.waitFor(N);
   expect(new Set(events.map((e) => e.url)).size).toBe(N);
   // The first test of this file showed the channel works: only the 4 oldest need a listener.
   expect(listeners).toEqual([...new Array(4).fill(2), ...new Array(N - 4).fill(1)]);
