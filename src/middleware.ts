@@ -252,7 +252,9 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
     }
     next();
   } as AnalyticsMiddleware;
-  watchServerResponses();
+  // Node's server channels, while this middleware's own tracker is open (finish.ts).
+  const unwatch = watchServerResponses();
+  if (ownTracker) (tracker as ZenovayTracker).onClose(unwatch);
   Object.defineProperty(middleware, 'tracker', { value: tracker, enumerable: true });
   return middleware;
 }

@@ -102,6 +102,7 @@ export class ZenovayTracker implements Tracker {
   private readonly reporter: Reporter;
   private readonly siteUrl: string | undefined;
   private readonly anonymizeIp: boolean;
+  private readonly closeCallbacks: (() => void)[] = [];
 
   constructor(config: TrackerConfig) {
     this.reporter = config.reporter;
@@ -182,6 +183,11 @@ export class ZenovayTracker implements Tracker {
     return this.delivery.flush();
   }
 
+  /** Called once, when `close()` is first called (the middleware lets go of what it holds then). */
+  onClose(callback: () => void): void {
+    this.closeCallbacks.push(callback);
+  }
+
   close(options?: CloseOptions): Promise<void> {
     const timeout = options?.timeout ?? DEFAULT_CLOSE_TIMEOUT_MS;
     if (typeof timeout !== 'number' || !Number.isFinite(timeout) || timeout < 0) {
@@ -191,6 +197,7 @@ export class ZenovayTracker implements Tracker {
         ),
       );
     }
+    for (const callback of this.closeCallbacks.splice(0)) callback();
     // setTimeout fires at once past 2^31 - 1 ms: a longer wait is that long.
     return this.delivery.close(Math.min(timeout, MAX_TIMER_MS));
   }

@@ -15,9 +15,14 @@
  * channel works, each response handed to it also gets a listener, which runs after Node's own
  * (Node adds its listener before the app sees the response) and finds the handler already
  * taken. If the handler is still there, the listener calls it and the channel is not used again
- * in this process.
+ * in this process. Whatever announces a request on `http.server.request.start` is trusted to
+ * announce its finish too, as Node's server does.
+ *
+ * The channels are listened to while a middleware whose own tracker is open wants them (with a
+ * tracker the app brought, for good): a request waiting for the channel when the last one closes
+ * is not sent, as it would have been dropped (`closed`) anyway.
  */
-import { subscribe } from 'node:diagnostics_channel';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { contextOf } from './attach.js';
 import { RequestContext } from './context.js';
@@ -32,7 +37,6 @@ export type FinishHandler = (
 const RING = 16;
 const announced: (object | undefined)[] = new Array<object | undefined>(RING).fill(undefined);
 let newest = 0;
-let subscribed = false;
 /** Whether a response has shown that the channel calls the handler before the app's listeners. */
 let verified = false;
 /** False for good once the channel missed a response. */
@@ -73,12 +77,28 @@ function onResponseFinish(message: unknown): void {
   }
 }
 
-/** Listens to Node's server channels from the first middleware on (once per copy of the package). */
-export function watchServerResponses(): void {
-  if (subscribed) return;
-  subscribed = true;
-  subscribe('http.server.request.start', onRequestStart);
-  subscribe('http.server.response.finish', onResponseFinish);
+/** Middlewares of this copy that want the channels: subscribed while there is one. */
+let watchers = 0;
+
+/**
+ * Listens to Node's server channels while a middleware of this copy of the package wants them;
+ * returns the function that lets go (once; the last one to let go unsubscribes, so that a test
+ * runner that loads the package again for each file does not keep every copy subscribed).
+ */
+export function watchServerResponses(): () => void {
+  if (watchers++ === 0) {
+    subscribe('http.server.request.start', onRequestStart);
+    subscribe('http.server.response.finish', onResponseFinish);
+  }
+  let watching = true;
+  return () => {
+    if (!watching) return;
+    watching = false;
+    if (--watchers > 0) return;
+    unsubscribe('http.server.request.start', onRequestStart);
+    unsubscribe('http.server.response.finish', onResponseFinish);
+    announced.fill(undefined);
+  };
 }
 
 /** Whether Node's server announced this request and has not seen its response finish. */
@@ -97,7 +117,7 @@ export function onResponseFinished(
   context: RequestContext,
   handler: FinishHandler,
 ): void {
-  if (channelWorks && wasAnnounced(req)) {
+  if (channelWorks && watchers > 0 && wasAnnounced(req)) {
     context.setFinish(handler);
     if (verified) return;
     res.on('finish', () => {

@@ -30,6 +30,8 @@ export interface FileCollector {
   readonly collector: TestCollector;
   /** A middleware that sends to the collector (no logger); closed after the file's tests. */
   mw(): AnalyticsMiddleware;
+  /** The middlewares `mw()` has made so far. */
+  madeSoFar(): readonly AnalyticsMiddleware[];
 }
 
 /** For a test file's tests: a collector, and middlewares with this tracking code that send to it. */
@@ -52,5 +54,6 @@ export function useCollector(trackingCode: string): FileCollector {
       made.push(m);
       return m;
     },
+    madeSoFar: () => made,
   };
 }
