@@ -79,7 +79,8 @@ function run(variant) {
       String(REQUESTS),
       '5000',
     ],
-    { encoding: 'utf8' },
+    // In the temporary directory: --perf-basic-prof also writes V8 logs into the working one.
+    { encoding: 'utf8', cwd: dir },
   );
   if (record.error || record.status !== 0) {
     rmSync(dir, { recursive: true, force: true });

@@ -7,6 +7,7 @@ import http from 'node:http';
 
 const mode = process.argv[2] ?? 'ok';
 let count = 0;
+const ANSWER = '{"ok":true}';
 const server = http.createServer((req, res) => {
   if (req.method === 'GET' && req.url === '/count') {
     res.end(JSON.stringify({ count }));
@@ -16,8 +17,15 @@ const server = http.createServer((req, res) => {
   req.on('end', () => {
     count++;
     if (mode === 'blackhole') return; // never answers: the client's timeout has to deal with it
-    res.writeHead(202, { 'content-type': 'application/json' });
-    res.end('{"ok":true}');
+    // With its length, as a JSON API answers (Express's res.json does). The floor's worker reads
+    // answers by Content-Length only; a chunked answer (what writeHead without a length gives)
+    // also cost the package's client about 4 µs an event more (its client alone posting here,
+    // 4 pairs of runs with and without the length).
+    res.writeHead(202, {
+      'content-type': 'application/json',
+      'content-length': String(Buffer.byteLength(ANSWER)),
+    });
+    res.end(ANSWER);
   });
 });
 server.keepAliveTimeout = 30_000;
