@@ -7,9 +7,9 @@
  * for `finish` on every response and announces it on the diagnostics channel
  * `http.server.response.finish`, as it announces each request on `http.server.request.start`
  * before the app sees it. So for a request Node's server announced, the middleware leaves its
- * finish handler on the request's context and one subscriber per process calls it; any other
- * response (HTTP/2's compatibility API, a response made by hand or by a test tool) gets the
- * listener as before.
+ * finish handler on the request's context and one subscriber (per copy of the package) calls
+ * it; any other response (HTTP/2's compatibility API, a response made by hand or by a test
+ * tool) gets the listener as before.
  *
  * Node calls the built-in channels experimental, so until one response has shown that the
  * channel works, each response handed to it also gets a listener, which runs after Node's own
@@ -126,7 +126,8 @@ export function onResponseFinished(
         verified = true;
         return;
       }
-      channelWorks = false;
+      // Unsubscribed meanwhile (the last tracker closed): no verdict on the channel.
+      if (watchers > 0) channelWorks = false;
       missed(req, res, context);
     });
     return;
