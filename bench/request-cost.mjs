@@ -13,9 +13,10 @@
  * (so the request gets Express's prototype, as in production): the middleware runs, the
  * response "finishes" as a 200 HTML page, and the pageview goes to the sink. As Node's server
  * does for each request, the response gets Node's own kind of 'finish' listener, which
- * announces the finish on the `http.server.response.finish` diagnostics channel, and the request
- * is announced on `http.server.request.start` before the app sees it (src/request/finish.ts). Requests come in
- * bursts every 10 ms at `perSecond`, and the run ends once every event is settled.
+ * announces the finish on the `http.server.response.finish` diagnostics channel, and the
+ * request is announced on `http.server.request.start` before the app sees it
+ * (src/request/finish.ts). Requests come in bursts every 10 ms at `perSecond`, and the run ends
+ * once every event is settled.
  *
  * CPU time is the main thread's own (Linux: /proc/thread-self/stat, 10 ms ticks), so the
  * worker's work is not counted; `cpuNs` is the same from /proc/thread-self/schedstat (ns), and

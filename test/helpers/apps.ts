@@ -2,6 +2,7 @@
  * One helper that builds the same small site on Express 5, Express 4 and Connect around the
  * middleware, so every rule is tested on each framework.
  */
+import { channel } from 'node:diagnostics_channel';
 import http, { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import connect from 'connect';
@@ -120,6 +121,34 @@ export function handMadeRequest(path: string): { req: IncomingMessage; res: Serv
   req.url = path;
   req.headers = { host: 'shop.example', 'user-agent': BROWSER_UA, accept: 'text/html' };
   return { req, res: new ServerResponse(req) };
+}
+
+/**
+ * {@link handMadeRequest}, announced on `http.server.request.start` as Node's server announces
+ * each request; nothing announces its finish.
+ */
+export function announcedRequest(path: string): { req: IncomingMessage; res: ServerResponse } {
+  const made = handMadeRequest(path);
+  channel('http.server.request.start').publish({ request: made.req, response: made.res });
+  return made;
+}
+
+/**
+ * Mounts `middleware` on `app`, then a route that answers a page and notes the 'finish'
+ * listeners each response has (Node's server adds one of its own): the notes, in order.
+ */
+export function countFinishListeners(
+  app: { use(handler: (req: IncomingMessage, res: ServerResponse) => void): unknown },
+  middleware: AnalyticsMiddleware,
+): number[] {
+  const listeners: number[] = [];
+  app.use(middleware as unknown as (req: IncomingMessage, res: ServerResponse) => void);
+  app.use((_req, res) => {
+    listeners.push(res.listenerCount('finish'));
+    res.setHeader('content-type', 'text/html; charset=utf-8');
+    res.end('<p>page</p>');
+  });
+  return listeners;
 }
 
 /** Ends a hand-made response as a 200 HTML page: its 'finish', as a server would emit it. */

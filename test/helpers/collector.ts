@@ -30,8 +30,8 @@ export interface FileCollector {
   readonly collector: TestCollector;
   /** A middleware that sends to the collector (no logger); closed after the file's tests. */
   mw(): AnalyticsMiddleware;
-  /** The middlewares `mw()` has made so far. */
-  madeSoFar(): readonly AnalyticsMiddleware[];
+  /** Waits until every middleware `mw()` has made so far has settled what it was given. */
+  flush(): Promise<void>;
 }
 
 /** For a test file's tests: a collector, and middlewares with this tracking code that send to it. */
@@ -54,6 +54,8 @@ export function useCollector(trackingCode: string): FileCollector {
       made.push(m);
       return m;
     },
-    madeSoFar: () => made,
+    async flush() {
+      for (const m of made) await m.tracker.flush();
+    },
   };
 }

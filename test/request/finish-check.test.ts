@@ -5,9 +5,8 @@
  * the check runs only until the first response of this copy of the package shows the channel
  * works, and here the first one must be a response whose finish the channel never announces.
  */
-import { channel } from 'node:diagnostics_channel';
 import express from 'express';
-import { finishAsPage, handMadeRequest, serveEach } from '../helpers/apps';
+import { announcedRequest, countFinishListeners, finishAsPage, serveEach } from '../helpers/apps';
 import { useCollector } from '../helpers/collector';
 
 const file = useCollector('check');
@@ -15,8 +14,7 @@ const file = useCollector('check');
 test('a channel that misses a finish: the pageview is sent all the same, and listeners take over', async () => {
   const middleware = file.mw();
   // Announced as Node's server announces a request, but its finish is never announced.
-  const { req, res } = handMadeRequest('/announced');
-  channel('http.server.request.start').publish({ request: req, response: res });
+  const { req, res } = announcedRequest('/announced');
   middleware(req, res, () => undefined);
   // The check's listener: the channel has not shown yet that it works.
   expect(res.listenerCount('finish')).toBe(1);
@@ -26,12 +24,7 @@ test('a channel that misses a finish: the pageview is sent all the same, and lis
 
   // From now on every response gets a listener, also those Node's server announced.
   const app = express();
-  app.use(middleware);
-  const listeners: number[] = [];
-  app.use((_req, response) => {
-    listeners.push(response.listenerCount('finish'));
-    response.type('html').send('<p>page</p>');
-  });
+  const listeners = countFinishListeners(app, middleware);
   const base = await serveEach(app, ['/a', '/b']);
   expect(listeners).toEqual([2, 2]);
   const events = await file.collector.waitFor(3);

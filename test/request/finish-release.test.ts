@@ -5,55 +5,41 @@
  * Its own file: every middleware of this copy must be closed for the channels to be let go.
  */
 import express from 'express';
-import { analytics, type AnalyticsMiddleware } from '../../src/index';
-import type { TestCollector } from '../../src/testing';
-import { serveEach } from '../helpers/apps';
-import { startCollector } from '../helpers/collector';
+import { countFinishListeners, serveEach } from '../helpers/apps';
+import { useCollector } from '../helpers/collector';
 
-let collector: TestCollector;
-beforeAll(async () => {
-  collector = await startCollector();
-});
-
-function pageApp(middleware: AnalyticsMiddleware) {
-  const app = express();
-  app.use(middleware);
-  const listeners: number[] = [];
-  app.use((_req, res) => {
-    listeners.push(res.listenerCount('finish'));
-    res.type('html').send('<p>page</p>');
-  });
-  return { app, listeners };
-}
+const file = useCollector('release');
 
 test('closing the last tracker lets go of the channels; a new middleware listens again', async () => {
-  const first = analytics({ trackingCode: 'release', host: collector.url, logger: false });
-  const second = analytics({ trackingCode: 'release', host: collector.url, logger: false });
-  const a = pageApp(first);
-  await serveEach(a.app, ['/one', '/two']);
+  const first = file.mw();
+  const second = file.mw();
+  const appA = express();
+  const listenersA = countFinishListeners(appA, first);
+  await serveEach(appA, ['/one', '/two']);
   // The first response also had the check's listener; then the channel alone.
-  expect(a.listeners).toEqual([2, 1]);
-  await collector.waitFor(2);
+  expect(listenersA).toEqual([2, 1]);
+  await file.collector.waitFor(2);
 
   // One of two closed: the other still uses the channel.
   await second.tracker.close();
-  await serveEach(a.app, ['/three']);
-  expect(a.listeners).toEqual([2, 1, 1]);
-  await collector.waitFor(3);
+  await serveEach(appA, ['/three']);
+  expect(listenersA).toEqual([2, 1, 1]);
+  await file.collector.waitFor(3);
 
   // The last one closed: a listener again, and the pageview counted as dropped, as before.
   await first.tracker.close();
   const dropped = first.tracker.stats().reasons.dropped.closed;
-  await serveEach(a.app, ['/after-close']);
-  expect(a.listeners).toEqual([2, 1, 1, 2]);
+  await serveEach(appA, ['/after-close']);
+  expect(listenersA).toEqual([2, 1, 1, 2]);
   expect(first.tracker.stats().reasons.dropped.closed).toBe(dropped + 1);
 
   // A new middleware listens again; the channel is known to work by now.
-  const third = analytics({ trackingCode: 'release', host: collector.url, logger: false });
-  const b = pageApp(third);
-  await serveEach(b.app, ['/four']);
-  expect(b.listeners).toEqual([1]);
-  const events = await collector.waitFor(4);
+  const third = file.mw();
+  const appB = express();
+  const listenersB = countFinishListeners(appB, third);
+  await serveEach(appB, ['/four']);
+  expect(listenersB).toEqual([1]);
+  const events = await file.collector.waitFor(4);
   expect(events.map((e) => new URL(e.url!).pathname)).toEqual(['/one', '/two', '/three', '/four']);
   await third.tracker.close();
 });

@@ -4,33 +4,33 @@
  * once the channel has shown it works; from a listener for any other response.
  */
 import { channel } from 'node:diagnostics_channel';
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import connect from 'connect';
 import express from 'express';
-import { BROWSER_UA, finishAsPage, handMadeRequest, serveEach } from '../helpers/apps';
+import {
+  BROWSER_UA,
+  countFinishListeners,
+  finishAsPage,
+  handMadeRequest,
+  serveEach,
+} from '../helpers/apps';
 import { useCollector } from '../helpers/collector';
 
 const file = useCollector('finish');
 const { mw } = file;
 
-/** What each response's route saw: its 'finish' listeners (Node's own is one). */
+/** A page app on `makeApp()` with a new middleware, and the 'finish' listeners of each response. */
 function pageApp(makeApp: () => express.Express | connect.Server) {
   const app = makeApp();
-  app.use(mw());
-  const listeners: number[] = [];
-  app.use((_req: IncomingMessage, res: ServerResponse) => {
-    listeners.push(res.listenerCount('finish'));
-    res.setHeader('content-type', 'text/html; charset=utf-8');
-    res.end('<p>page</p>');
-  });
+  const listeners = countFinishListeners(app, mw());
   return { handler: app as unknown as http.RequestListener, listeners };
 }
 
 /** Exactly these pageview URLs reached the collector, once each. */
 async function expectPageviews(urls: string[]): Promise<void> {
   await file.collector.waitFor(urls.length);
-  for (const m of file.madeSoFar()) await m.tracker.flush();
+  await file.flush();
   expect(file.collector.events.map((e) => e.url)).toEqual(urls);
 }
 
@@ -63,7 +63,7 @@ async function channelShownToWork(): Promise<void> {
   const { handler } = pageApp(() => express());
   await serveEach(handler, ['/warm-up']);
   await file.collector.waitFor(1);
-  for (const m of file.madeSoFar()) await m.tracker.flush();
+  await file.flush();
   file.collector.reset();
 }
 
@@ -114,7 +114,7 @@ test('a request found after 16 newer ones were announced gets a listener: every 
     await new Promise((resolve) => server.close(resolve));
   }
   await file.collector.waitFor(N);
-  for (const m of file.madeSoFar()) await m.tracker.flush();
+  await file.flush();
   expect(file.collector.events.map((e) => e.url).sort()).toEqual(
     Array.from({ length: N }, (_, i) => `${base}/p${i}`).sort(),
   );
