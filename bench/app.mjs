@@ -40,7 +40,11 @@ app.use(control);
 let tracker;
 let floor;
 if (variant === 'floor' || variant === 'floor-rules' || variant === 'toggle') {
-  floor = createFloor(sinkUrl, { rules: variant === 'floor-rules' });
+  floor = createFloor(sinkUrl, {
+    rules: variant === 'floor-rules',
+    // BENCH_FLOOR_EXTRA_US (run.mjs): busy CPU per event on the floor + rules worker only.
+    extraUs: variant === 'floor-rules' ? Number(process.env.BENCH_FLOOR_EXTRA_US ?? 0) : 0,
+  });
   await floor.ready;
 }
 /** Threads there before any delivery worker (the main thread, V8's and libuv's helpers). */

@@ -8,7 +8,8 @@ import net from 'node:net';
 import { readlinkSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 
-const { sinkUrl, sockets: SOCKETS = 10 } = workerData;
+const { sinkUrl, sockets: SOCKETS = 10, extraUs = 0 } = workerData;
+const EXTRA_NS = BigInt(Math.round(extraUs * 1000));
 const target = new URL(sinkUrl);
 const HEAD = `POST /e/bench HTTP/1.1\r\nHost: ${target.host}\r\nContent-Type: application/json\r\n`;
 
@@ -20,6 +21,11 @@ let written = 0;
 const idle = [];
 
 function build(line) {
+  if (EXTRA_NS > 0n) {
+    // floor.mjs `extraUs`: busy CPU, as a heavier delivery engine would spend per event.
+    const until = process.hrtime.bigint() + EXTRA_NS;
+    while (process.hrtime.bigint() < until);
+  }
   const a = line.indexOf('\x01');
   const b = line.indexOf('\x01', a + 1);
   const body = `{"type":"pageview","url":${JSON.stringify(line.slice(0, a))}}`;

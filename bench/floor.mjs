@@ -17,6 +17,8 @@
  * package's own way of doing the same, not the rules themselves.
  *   await floor.ready;       // the worker's OS thread id is floor.tid
  *   await floor.count();     // { answered, written, queued }
+ * `extraUs` (an experiment, never in latest.md): the worker spins that many µs of CPU per event,
+ * to see how the app's throughput answers to the delivery worker's CPU on a shared machine.
  */
 import { Worker } from 'node:worker_threads';
 import { isbot } from 'isbot';
@@ -26,9 +28,9 @@ const BATCH = 512;
 
 const ASSET = /\.(?:js|css|png|jpe?g|gif|svg|ico|woff2?|map|json|txt|xml)$/i;
 
-export function createFloor(sinkUrl, { sockets = 10, rules = false } = {}) {
+export function createFloor(sinkUrl, { sockets = 10, rules = false, extraUs = 0 } = {}) {
   const worker = new Worker(new URL('./floor-worker.mjs', import.meta.url), {
-    workerData: { sinkUrl, sockets },
+    workerData: { sinkUrl, sockets, extraUs },
   });
   worker.unref();
   let batch = [];

@@ -34,6 +34,8 @@
  * BENCH_QUICK=1: parts 1 (no tracking, floor, package) and 2 only, printed, latest.md untouched.
  * BENCH_ALT_DIST=/path/to/dist: part 1 also runs the package from that build (another version),
  * in the same rounds.
+ * BENCH_FLOOR_EXTRA_US=N (with BENCH_QUICK=1 only): the floor + rules worker spins N µs of CPU per
+ * event, to measure how throughput answers to worker CPU (floor.mjs `extraUs`).
  */
 import { spawn } from 'node:child_process';
 import { writeFileSync, mkdirSync } from 'node:fs';
@@ -284,6 +286,9 @@ async function main() {
   const blackhole = await start('sink.mjs', ['blackhole']);
   // BENCH_QUICK=1: only the Express app and the fixed-rate costs, printed, latest.md untouched.
   const quick = process.env.BENCH_QUICK === '1';
+  if (Number(process.env.BENCH_FLOOR_EXTRA_US ?? 0) > 0 && !quick) {
+    throw new Error('BENCH_FLOOR_EXTRA_US is an experiment: run it with BENCH_QUICK=1');
+  }
   const variants = quick
     ? ['none', 'floor', 'floor-rules', 'package']
     : ['none', 'fetch', 'floor', 'floor-rules', 'package', 'inline'];
