@@ -289,6 +289,11 @@ async function main() {
   if (Number(process.env.BENCH_FLOOR_EXTRA_US ?? 0) > 0 && !quick) {
     throw new Error('BENCH_FLOOR_EXTRA_US is an experiment: run it with BENCH_QUICK=1');
   }
+  if (Number(process.env.BENCH_FLOOR_EXTRA_US ?? 0) > 0) {
+    console.error(
+      `floor-rules below is floor + rules with ${process.env.BENCH_FLOOR_EXTRA_US} µs of extra CPU per event on its worker (BENCH_FLOOR_EXTRA_US)`,
+    );
+  }
   const variants = quick
     ? ['none', 'floor', 'floor-rules', 'package']
     : ['none', 'fetch', 'floor', 'floor-rules', 'package', 'inline'];
