@@ -3,7 +3,9 @@
  * per origin, one request per connection at a time, and an incremental response parser. Node's
  * `http` client costs several times more CPU per request, for features the endpoint never needs.
  */
+import { Buffer } from 'node:buffer';
 import net from 'node:net';
+import { performance } from 'node:perf_hooks';
 import tls from 'node:tls';
 import type {
   DeadlineTransport,
@@ -36,8 +38,12 @@ const MAX_TARGETS = 64;
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 /** What Node's http client refuses in a header value (CR, LF and NUL among them). */
 const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
-/** A field name followed by its colon, matched where a header line starts. */
-const FIELD_NAME = /[!#$%&'*+.^_`|~0-9A-Za-z-]+:/y;
+/** The characters of a field name (RFC 9110 `tchar`), by byte: 1 for those. */
+const TCHAR = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~0123456789") TCHAR[c.charCodeAt(0)] = 1;
+for (let c = 65; c <= 90; c++) TCHAR[c] = TCHAR[c + 32] = 1;
+/** A Connection value that needs no token search (see `connectionValue`). */
+const KEEP_ALIVE = 'keep-alive';
 const CLOSE_TOKEN = /(?:^|,)[ \t]*close[ \t]*(?:,|$)/i;
 const KEEP_ALIVE_TOKEN = /(?:^|,)[ \t]*keep-alive[ \t]*(?:,|$)/i;
 /** chunked as the last transfer coding (empty list elements after it do not count). */
@@ -55,6 +61,7 @@ const CR = 13;
 const SP = 32;
 const HT = 9;
 const SEMICOLON = 59;
+const COLON = 58;
 
 // Parser states.
 const S_HEAD = 0;
@@ -123,7 +130,8 @@ class LeanTransport implements PostTransport {
   /**
    * Requests with a deadline (`sendWithin`, `post`) share one timer, set for the earliest
    * deadline and cleared when none is left: a timer per request cost a Timeout object, a list
-   * insertion and an unenroll per event, for a deadline that nearly never passes.
+   * insertion and an unenroll per event, for a deadline that nearly never passes. It is also
+   * what keeps the process alive while such requests are out: their sockets stay unref()ed.
    */
   private timed = 0;
   private sweepTimer: NodeJS.Timeout | undefined;
@@ -387,10 +395,16 @@ function serialise(
     head += `${name}: ${value}\r\n`;
   }
   if (idempotencyKey !== undefined) {
-    if (typeof idempotencyKey !== 'string' || INVALID_VALUE.test(idempotencyKey)) {
+    if (typeof idempotencyKey !== 'string') {
       throw new TypeError('Invalid value for header idempotency-key');
     }
-    if (NOT_ASCII_TEXT.test(idempotencyKey)) ascii = false;
+    // One test for the usual key (printable ASCII), two for any other.
+    if (NOT_ASCII_TEXT.test(idempotencyKey)) {
+      if (INVALID_VALUE.test(idempotencyKey)) {
+        throw new TypeError('Invalid value for header idempotency-key');
+      }
+      ascii = false;
+    }
     head += `idempotency-key: ${idempotencyKey}\r\n`;
   }
   const bodyLength = Buffer.byteLength(body, 'utf8');
@@ -496,6 +510,8 @@ class Connection {
   pending: Pending | null = null;
   idle = false;
   private dead = false;
+  /** Whether the socket holds the process open (ref()); a new socket does. */
+  private held = true;
   /** Requests started on this connection. */
   private used = 0;
   /** Whether any byte of the current response has arrived. */
@@ -544,9 +560,15 @@ class Connection {
     this.status = 0;
     this.retryAfter = undefined;
     this.keepAlive = true;
-    if (this.idle) {
-      this.idle = false;
-      this.socket.ref();
+    this.idle = false;
+    // What keeps the process alive while a request is out: the sweep timer for a request with a
+    // deadline (`post`, `sendWithin`: the engine's), so its socket needs no ref() and unref() per
+    // request; the socket itself for one with a signal only.
+    const hold = pending.signal !== undefined;
+    if (hold !== this.held) {
+      this.held = hold;
+      if (hold) this.socket.ref();
+      else this.socket.unref();
     }
     this.socket.write(pending.data);
   }
@@ -555,7 +577,10 @@ class Connection {
   rest(): void {
     this.idle = true;
     this.pool.idle.push(this);
-    this.socket.unref();
+    if (this.held) {
+      this.held = false;
+      this.socket.unref();
+    }
     this.idleSince = performance.now();
     // The timer is not moved at each request (a refresh per request was a list removal and
     // insertion per event): when it fires, it checks how long the connection has been idle.
@@ -743,29 +768,31 @@ class Connection {
     return this.onHead(buf, 0, end) ? at + (end - before) : -1;
   }
 
-  /** Parses a complete header section; false when it failed the request. */
+  /**
+   * Parses a complete header section, from its bytes: one pass, and a string only for the value
+   * of a field this client reads (Node's own `Connection: keep-alive` is told apart without one).
+   * False when it failed the request.
+   */
   private onHead(buf: Buffer, start: number, end: number): boolean {
-    const text = buf.toString('latin1', start, end);
-    // Status line: HTTP/1.x NNN[ reason]
-    if (
-      !text.startsWith('HTTP/1.') ||
-      (text.charCodeAt(7) !== 48 && text.charCodeAt(7) !== 49) ||
-      text.charCodeAt(8) !== SP
-    ) {
+    // Status line: HTTP/1.x NNN[ reason]. The section ends in an empty line, so a section this
+    // short is no response at all.
+    if (end - start < 14 || !isHttp1(buf, start) || buf[start + 8] !== SP) {
       return this.bad('bad status line');
     }
-    const d0 = text.charCodeAt(9) - 48;
-    const d1 = text.charCodeAt(10) - 48;
-    const d2 = text.charCodeAt(11) - 48;
-    const after = text.charCodeAt(12);
+    const minor = buf[start + 7]!;
+    const d0 = buf[start + 9]! - 48;
+    const d1 = buf[start + 10]! - 48;
+    const d2 = buf[start + 11]! - 48;
+    const after = buf[start + 12];
     if (
+      (minor !== 48 && minor !== 49) ||
       !(d0 >= 1 && d0 <= 9 && d1 >= 0 && d1 <= 9 && d2 >= 0 && d2 <= 9) ||
       (after !== SP && after !== CR && after !== LF)
     ) {
       return this.bad('bad status line');
     }
     const status = d0 * 100 + d1 * 10 + d2;
-    const http10 = text.charCodeAt(7) === 48;
+    const http10 = minor === 48;
 
     let contentLength = -1;
     let transferEncoding: string | undefined;
@@ -773,45 +800,51 @@ class Connection {
     let retryAfter: string | undefined;
     /** Which tracked field the previous line was, for an obsolete folded continuation. */
     let last = 0;
-    let line = text.indexOf('\n') + 1;
+    // Line ends are found with Buffer#indexOf (native, and cheaper than a loop in JavaScript
+    // from a few bytes on); the section ends in a line feed, so every search finds one.
+    let line = buf.indexOf(LF, start + 12) + 1;
     for (;;) {
-      const eol = text.indexOf('\n', line);
-      if (eol === -1) break;
-      const lineEnd = eol > line && text.charCodeAt(eol - 1) === CR ? eol - 1 : eol;
-      if (lineEnd === line) break;
-      const first = text.charCodeAt(line);
-      let value: string;
+      const first = buf[line]!;
+      if (first === LF || (first === CR && buf[line + 1] === LF)) break;
       let field: number;
+      let from: number;
       if (first === SP || first === HT) {
         if (last === 0) {
-          line = eol + 1;
+          line = buf.indexOf(LF, line) + 1;
           continue;
         }
-        value = trimmed(text, line, lineEnd);
         field = last;
+        from = line;
       } else {
-        FIELD_NAME.lastIndex = line;
-        if (!FIELD_NAME.test(text) || FIELD_NAME.lastIndex > lineEnd) {
-          return this.bad('bad header line');
-        }
-        const colon = FIELD_NAME.lastIndex - 1;
-        field = fieldOf(text, line, colon);
+        let colon = line;
+        while (TCHAR[buf[colon]!] === 1) colon++;
+        if (colon === line || buf[colon] !== COLON) return this.bad('bad header line');
+        field = fieldOf(buf, line, colon);
         last = field;
-        line = eol + 1;
-        if (field === 0) continue;
-        value = trimmed(text, colon + 1, lineEnd);
-        if (field === F_CONTENT_LENGTH) {
-          const length = parseContentLength(value);
-          if (length < 0 || (contentLength !== -1 && length !== contentLength)) {
-            return this.bad('bad Content-Length');
-          }
-          contentLength = length;
+        if (field === 0) {
+          line = buf.indexOf(LF, colon) + 1;
           continue;
         }
+        from = colon + 1;
       }
+      const eol = buf.indexOf(LF, from);
+      const lineEnd = buf[eol - 1] === CR ? eol - 1 : eol;
       line = eol + 1;
+      // The value, without leading and trailing spaces and tabs.
+      let to = lineEnd;
+      while (from < to && (buf[from] === SP || buf[from] === HT)) from++;
+      while (to > from && (buf[to - 1] === SP || buf[to - 1] === HT)) to--;
+      if (field === F_CONTENT_LENGTH && first !== SP && first !== HT) {
+        const length = contentLengthOf(buf, from, to);
+        if (length < 0 || (contentLength !== -1 && length !== contentLength)) {
+          return this.bad('bad Content-Length');
+        }
+        contentLength = length;
+        continue;
+      }
       switch (field) {
-        case F_TRANSFER_ENCODING:
+        case F_TRANSFER_ENCODING: {
+          const value = buf.toString('latin1', from, to);
           // Folded, or with a control character (NUL, a bare CR), the framing is anybody's
           // guess: refuse, as for Content-Length, rather than read until a close that a
           // kept-alive connection never brings.
@@ -821,14 +854,19 @@ class Connection {
           transferEncoding =
             transferEncoding === undefined ? value : `${transferEncoding}, ${value}`;
           break;
-        case F_CONNECTION:
+        }
+        case F_CONNECTION: {
+          const value = connectionValue(buf, from, to);
           connection = connection === undefined ? value : `${connection}, ${value}`;
           break;
-        case F_RETRY_AFTER:
+        }
+        case F_RETRY_AFTER: {
+          const value = buf.toString('latin1', from, to);
           // Like Node: a repeated Retry-After is ignored, a folded line continues the value.
           if (retryAfter === undefined) retryAfter = value;
           else if (first === SP || first === HT) retryAfter = `${retryAfter} ${value}`;
           break;
+        }
         default:
           // A folded Content-Length: refuse rather than guess.
           return this.bad('bad Content-Length');
@@ -847,7 +885,9 @@ class Connection {
     this.keepAlive =
       connection === undefined
         ? !http10
-        : !CLOSE_TOKEN.test(connection) && (!http10 || KEEP_ALIVE_TOKEN.test(connection));
+        : connection === KEEP_ALIVE
+          ? true
+          : !CLOSE_TOKEN.test(connection) && (!http10 || KEEP_ALIVE_TOKEN.test(connection));
     if (status === 204 || status === 304) {
       this.state = S_DONE;
     } else if (transferEncoding !== undefined) {
@@ -961,29 +1001,66 @@ const F_TRANSFER_ENCODING = 2;
 const F_CONNECTION = 3;
 const F_RETRY_AFTER = 4;
 
-/** Which of the fields this client reads `text[start, end)` names (0: none). */
-function fieldOf(text: string, start: number, end: number): number {
+/** Which of the fields this client reads `buf[start, end)` names (0: none). */
+function fieldOf(buf: Buffer, start: number, end: number): number {
   switch (end - start) {
     case 10:
-      return sameName(text, start, 'connection') ? F_CONNECTION : 0;
+      return sameName(buf, start, 'connection') ? F_CONNECTION : 0;
     case 11:
-      return sameName(text, start, 'retry-after') ? F_RETRY_AFTER : 0;
+      return sameName(buf, start, 'retry-after') ? F_RETRY_AFTER : 0;
     case 14:
-      return sameName(text, start, 'content-length') ? F_CONTENT_LENGTH : 0;
+      return sameName(buf, start, 'content-length') ? F_CONTENT_LENGTH : 0;
     case 17:
-      return sameName(text, start, 'transfer-encoding') ? F_TRANSFER_ENCODING : 0;
+      return sameName(buf, start, 'transfer-encoding') ? F_TRANSFER_ENCODING : 0;
     default:
       return 0;
   }
 }
 
-/** Case-insensitive comparison with a lower-case name, without allocating. */
-function sameName(text: string, start: number, name: string): boolean {
+/** Case-insensitive comparison of bytes with a lower-case name (letters and '-' only). */
+function sameName(buf: Buffer, start: number, name: string): boolean {
   for (let i = 0; i < name.length; i++) {
-    // ASCII letters fold to lower case with | 0x20; '-' (0x2d) is unchanged by it.
-    if ((text.charCodeAt(start + i) | 0x20) !== name.charCodeAt(i)) return false;
+    const want = name.charCodeAt(i);
+    const c = buf[start + i]!;
+    // ASCII letters fold to lower case with | 0x20; '-' must be itself (a CR would fold to it).
+    if ((want === 45 ? c : c | 0x20) !== want) return false;
   }
   return true;
+}
+
+/** Whether `buf` holds `HTTP/1.` at `start`. */
+function isHttp1(buf: Buffer, start: number): boolean {
+  return (
+    buf[start] === 72 &&
+    buf[start + 1] === 84 &&
+    buf[start + 2] === 84 &&
+    buf[start + 3] === 80 &&
+    buf[start + 4] === 47 &&
+    buf[start + 5] === 49 &&
+    buf[start + 6] === 46
+  );
+}
+
+/** A Content-Length value from its (trimmed) bytes: digits read in place; -1 when invalid. */
+function contentLengthOf(buf: Buffer, start: number, end: number): number {
+  if (end - start > 15) return parseContentLength(buf.toString('latin1', start, end));
+  let n = 0;
+  for (let i = start; i < end; i++) {
+    const c = buf[i]!;
+    // Not a plain number (a list, or not digits): the general reading decides.
+    if (c < 48 || c > 57) return parseContentLength(buf.toString('latin1', start, end));
+    n = n * 10 + (c - 48);
+  }
+  return end > start ? n : -1;
+}
+
+/**
+ * A Connection value: the one most servers send (`keep-alive`, in any case) as the shared
+ * {@link KEEP_ALIVE}, with no string made; anything else as its latin1 text.
+ */
+function connectionValue(buf: Buffer, start: number, end: number): string {
+  if (end - start === 10 && sameName(buf, start, KEEP_ALIVE)) return KEEP_ALIVE;
+  return buf.toString('latin1', start, end);
 }
 
 /** `text[start, end)` without leading and trailing spaces and tabs. */

@@ -741,6 +741,21 @@ describe('incremental parsing', () => {
     expect(server.sockets).toHaveLength(1);
   });
 
+  test.each([
+    ['a CR where the hyphen goes', 'keep\ralive'],
+    ['an underscore', 'keep_alive'],
+    ['one more letter', 'keep-alives'],
+  ])('HTTP/1.0 with a Connection value near keep-alive (%s) is closed', async (_, value) => {
+    const server = await rawServer((socket) => {
+      socket.write(`HTTP/1.0 200 OK\r\nConnection: ${value}\r\nContent-Length: 3\r\n\r\nold`);
+    });
+    const t = transport();
+    expect(await t.send(post(server.url), never())).toMatchObject({ status: 200, body: 'old' });
+    await until(() => server.closed === 1);
+    await t.send(post(server.url), never());
+    expect(server.sockets).toHaveLength(2);
+  });
+
   test('HTTP/1.0 with a body until close', async () => {
     const server = await rawServer((socket) => socket.end('HTTP/1.0 200 OK\r\n\r\nall of it'));
     expect(await transport().send(post(server.url), never())).toMatchObject({
@@ -1104,6 +1119,27 @@ describe("post: the engine's way, a callback instead of a promise", () => {
     expect(viaPost.head).toMatch(/\r\nidempotency-key: abc-123\r\nContent-Length: \d+\r\n/);
   });
 
+  test('the key is checked as a header value: a line break refused, latin1 written as latin1', async () => {
+    const server = await rawServer((socket) => socket.write(OK));
+    const { send } = poster();
+    const json = { 'content-type': 'application/json' };
+    for (const key of ['k\r\nx-evil: 1', 'k\n', 'k\0']) {
+      const refused = await send(server.url, 1000, json, key);
+      expect(refused.error?.message).toBe('Invalid value for header idempotency-key');
+    }
+    expect(server.requests).toHaveLength(0);
+    expect(await send(server.url, 1000, json, 'caf\xe9-1', '"\u20ac"')).toMatchObject({
+      error: undefined,
+      status: 200,
+    });
+    const [request] = server.requests as [RawRequest];
+    expect(request.raw.includes(Buffer.from('\r\nidempotency-key: caf\xe9-1\r\n', 'latin1'))).toBe(
+      true,
+    );
+    // The body is still UTF-8: three bytes for the euro sign.
+    expect(request.raw.subarray(-5).equals(Buffer.from('"\u20ac"', 'utf8'))).toBe(true);
+  });
+
   test('a non-2xx answer comes with its status, Retry-After and the start of its body', async () => {
     const server = await rawServer((socket) =>
       socket.write('HTTP/1.1 429 Too Many\r\nRetry-After: 7\r\nContent-Length: 9\r\n\r\nslow down'),
@@ -1286,21 +1322,35 @@ describe('the process', () => {
   });
   afterAll(() => fs.rmSync(path.dirname(modulePath), { recursive: true, force: true }));
 
-  function child(url: string): Promise<{ code: number | null; out: string; ms: number }> {
+  /**
+   * A child process that sends two requests and exits when nothing holds it; `ways` says how
+   * each is sent: `send` (with a signal, no deadline) or `post` (with a deadline, as the engine).
+   */
+  function child(
+    url: string,
+    ways: readonly ['send' | 'post', 'send' | 'post'] = ['send', 'send'],
+  ): Promise<{ code: number | null; out: string; ms: number }> {
     const script = `
       const { createLeanTransport } = require(process.env.LEAN_TRANSPORT);
       const t = createLeanTransport({ maxSockets: 2, idleTimeoutMs: 60000 });
-      const send = (body) =>
-        t.send({ url: process.env.TARGET, headers: {}, body }, new AbortController().signal);
+      const target = process.env.TARGET;
+      const ways = {
+        send: (body) => t.send({ url: target, headers: {}, body }, new AbortController().signal),
+        post: (body) =>
+          new Promise((resolve, reject) =>
+            t.post(target, {}, 'key-' + body, body, 30000, (_, error, status) =>
+              error === undefined ? resolve({ status }) : reject(error), null)),
+      };
+      const [first, second] = process.env.WAYS.split(',');
       // Two requests: the second on the reused (idle, then active again) connection.
-      send('first')
-        .then(() => send('second'))
+      ways[first]('first')
+        .then(() => ways[second]('second'))
         .then((r) => console.log('status', r.status), (e) => console.log('error', e.message));
     `;
     const started = Date.now();
     return new Promise((resolve, reject) => {
       const proc = spawn(process.execPath, ['-e', script], {
-        env: { ...process.env, LEAN_TRANSPORT: modulePath, TARGET: url },
+        env: { ...process.env, LEAN_TRANSPORT: modulePath, TARGET: url, WAYS: ways.join() },
         stdio: ['ignore', 'pipe', 'inherit'],
       });
       let out = '';
@@ -1314,25 +1364,38 @@ describe('the process', () => {
     });
   }
 
-  test('an idle keep-alive connection does not keep the process alive', async () => {
-    const server = await httpServer((_req, res) => res.end());
-    const result = await child(server.url);
-    expect(result).toMatchObject({ code: 0, out: 'status 200' });
-    // Exited on its own, long before the 60 s idle timeout (and the server's keep-alive).
-    expect(result.ms).toBeLessThan(5000);
-    expect(server.received.map((r) => r.body)).toEqual(['first', 'second']);
-    expect(server.stats.connections).toBe(1);
-  });
+  const WAYS = [
+    ['send', 'send'],
+    ['post', 'post'],
+    ['send', 'post'],
+    ['post', 'send'],
+  ] as const;
 
-  test('a pending request keeps the process alive until its answer', async () => {
-    const server = await httpServer((_req, res, body) => {
-      setTimeout(() => res.end(), body === 'second' ? 400 : 0);
-    });
-    const result = await child(server.url);
-    expect(result).toMatchObject({ code: 0, out: 'status 200' });
-    expect(result.ms).toBeGreaterThanOrEqual(400);
-    expect(server.stats.connections).toBe(1);
-  });
+  test.each(WAYS)(
+    'an idle keep-alive connection does not keep the process alive (%s, then %s)',
+    async (...ways) => {
+      const server = await httpServer((_req, res) => res.end());
+      const result = await child(server.url, ways);
+      expect(result).toMatchObject({ code: 0, out: 'status 200' });
+      // Exited on its own, long before the 60 s idle timeout (and the server's keep-alive).
+      expect(result.ms).toBeLessThan(5000);
+      expect(server.received.map((r) => r.body)).toEqual(['first', 'second']);
+      expect(server.stats.connections).toBe(1);
+    },
+  );
+
+  test.each(WAYS)(
+    'a pending request keeps the process alive until its answer (%s, then %s)',
+    async (...ways) => {
+      const server = await httpServer((_req, res, body) => {
+        setTimeout(() => res.end(), body === 'second' ? 400 : 0);
+      });
+      const result = await child(server.url, ways);
+      expect(result).toMatchObject({ code: 0, out: 'status 200' });
+      expect(result.ms).toBeGreaterThanOrEqual(400);
+      expect(server.stats.connections).toBe(1);
+    },
+  );
 });
 
 describe('https', () => {
