@@ -8,9 +8,10 @@
  *   floor    the floor of issue 16 (bench/floor.mjs): read URL, IP and user agent at finish,
  *            batch them to a worker that writes raw requests on 10 keep-alive sockets
  *   floor-rules  the floor that also makes the reads the package's rules need (floor.mjs `rules`)
- *   toggle   the package and the floor in one process, switched by GET /__tracking/<mode>:
- *            `on` (or `package`), `floor`, `off` (so that the windows compared share the
- *            machine's state; see costCase in run.mjs)
+ *   toggle   the package, the floor and floor + rules in one process, switched by
+ *            GET /__tracking/<mode>: `on` (or `package`), `floor`, `floor-rules`, `off` (so that
+ *            the windows compared share the machine's state; see costCase and switchedCase in
+ *            run.mjs)
  * GET /__stats reports memory, the main thread's CPU time and event-loop utilisation since the
  * last call, the tracker's stats, and (cumulative, ns, from /proc/self/task/<tid>/schedstat) the
  * CPU time of the main thread, the package's delivery worker, the floor's worker and all other
@@ -47,6 +48,10 @@ if (variant === 'floor' || variant === 'floor-rules' || variant === 'toggle') {
   });
   await floor.ready;
 }
+/** The toggle app's floor + rules (its worker's CPU is not reported: only requests/s are read). */
+const floorRules =
+  variant === 'toggle' ? createFloor(sinkUrl, { rules: true, extraUs: 0 }) : undefined;
+await floorRules?.ready;
 /** Threads there before any delivery worker (the main thread, V8's and libuv's helpers). */
 const startThreads = new Set(threadIds());
 
@@ -74,7 +79,9 @@ if (variant === 'floor' || variant === 'floor-rules') {
         ? middleware(req, res, next)
         : mode === 'floor'
           ? floor.middleware(req, res, next)
-          : next(),
+          : mode === 'floor-rules'
+            ? floorRules.middleware(req, res, next)
+            : next(),
     );
   } else {
     app.use(middleware);
@@ -174,5 +181,6 @@ process.on('SIGTERM', async () => {
   server.close();
   await tracker?.close({ timeout: 500 });
   await floor?.close();
+  await floorRules?.close();
   process.exit(0);
 });
