@@ -48,9 +48,14 @@ if (variant === 'floor' || variant === 'floor-rules' || variant === 'toggle') {
   });
   await floor.ready;
 }
-/** The toggle app's floor + rules (its worker's CPU is not reported: only requests/s are read). */
+/**
+ * The toggle app's floor + rules (its worker's CPU is not reported: only requests/s are read),
+ * with BENCH_FLOOR_EXTRA_US as in the `floor-rules` variant.
+ */
 const floorRules =
-  variant === 'toggle' ? createFloor(sinkUrl, { rules: true, extraUs: 0 }) : undefined;
+  variant === 'toggle'
+    ? createFloor(sinkUrl, { rules: true, extraUs: Number(process.env.BENCH_FLOOR_EXTRA_US ?? 0) })
+    : undefined;
 await floorRules?.ready;
 /** Threads there before any delivery worker (the main thread, V8's and libuv's helpers). */
 const startThreads = new Set(threadIds());
