@@ -35,6 +35,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { cycleMean } from './cycles.mjs';
 import { threadCpuNs, threadIds } from './thread-cpu.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -312,12 +313,6 @@ async function load(url, options = {}) {
     headers: { 'user-agent': UA, accept: 'text/html' },
     ...options,
   });
-}
-
-/** The mean of `key` over a cycle's windows of `mode`. */
-function cycleMean(windows, mode, key) {
-  const xs = windows.filter((w) => w.mode === mode).map((w) => w[key]);
-  return xs.reduce((x, y) => x + y, 0) / xs.length;
 }
 
 /** Full load: CYCLES cycles of autocannon windows, one mode per window. */

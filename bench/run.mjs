@@ -46,6 +46,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
+import { cycleMean } from './cycles.mjs';
 import { readDistanceSection, runDistance } from './distance.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -204,10 +205,7 @@ async function costCase(sink) {
   const cycles = [];
   for (let c = 0; c < CYCLES; c++) {
     const part = measured.slice(c * CYCLE.length, (c + 1) * CYCLE.length);
-    const mean = (mode, key) => {
-      const xs = part.filter((m) => m.mode === mode).map((m) => m[key]);
-      return xs.reduce((x, y) => x + y, 0) / xs.length;
-    };
+    const mean = (mode, key) => cycleMean(part, mode, key);
     cycles.push({
       packageMinusOff: mean('package', 'mainUs') - mean('off', 'mainUs'),
       floorMinusOff: mean('floor', 'mainUs') - mean('off', 'mainUs'),
@@ -258,13 +256,14 @@ async function switchedCase(sink) {
       const r = await load(app.url, { duration: WINDOW_MS / 1000 });
       windows.push({ mode, rps: r.requests.average, p99: r.latency.p99 });
     }
-    const mean = (mode, key) => {
-      const xs = windows.filter((w) => w.mode === mode).map((w) => w[key]);
-      return xs.reduce((x, y) => x + y, 0) / xs.length;
-    };
     const modes = ['off', 'floor', 'floor-rules', 'package'];
     cycles.push(
-      Object.fromEntries(modes.map((m) => [m, { rps: mean(m, 'rps'), p99: mean(m, 'p99') }])),
+      Object.fromEntries(
+        modes.map((m) => [
+          m,
+          { rps: cycleMean(windows, m, 'rps'), p99: cycleMean(windows, m, 'p99') },
+        ]),
+      ),
     );
   }
   await app.stop();

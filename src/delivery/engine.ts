@@ -145,8 +145,8 @@ export class DeliveryEngine implements Delivery {
   private closing: Promise<void> | undefined;
   /** The built-in client's `sendWithin`: a deadline instead of an AbortController per attempt. */
   private readonly sendWithin: DeadlineTransport['sendWithin'] | undefined;
-  /** The built-in client, for its `post`: the same, without a promise per attempt (runners use it). */
-  private readonly post: PostTransport | undefined;
+  /** The built-in client, for `post`: the same, without a promise per attempt (runners use it). */
+  private readonly postClient: PostTransport | undefined;
   /**
    * Whether p-queue runs runners (see `pump`) rather than one task per event. Not with
    * `globalRateLimit`: p-queue's interval cap counts tasks, so there each event stays a task.
@@ -201,7 +201,7 @@ export class DeliveryEngine implements Delivery {
     this.sendWithin =
       typeof transport.sendWithin === 'function' ? transport.sendWithin.bind(transport) : undefined;
     // Called as a method, not bound: a bound function is a call the optimiser cannot inline.
-    this.post =
+    this.postClient =
       this.sendWithin !== undefined && typeof transport.post === 'function'
         ? (transport as PostTransport)
         : undefined;
@@ -416,7 +416,7 @@ export class DeliveryEngine implements Delivery {
       return;
     }
     runner.job = job;
-    const client = this.post;
+    const client = this.postClient;
     if (client === undefined) {
       void this.run(job).then(runner.resume, runner.resume);
       return;
