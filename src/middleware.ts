@@ -4,6 +4,7 @@
  * Nothing here throws into the app or waits on the network.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
 import { describe, resolveAnalyticsOptions, type AnalyticsOptions } from './options.js';
 import {
   ZenovayTracker,
@@ -13,7 +14,7 @@ import {
   type WireEvent,
 } from './tracker.js';
 import { isPrivateIp } from './request/client-ip.js';
-import { attach, contextOf, reattach } from './request/attach.js';
+import { attach, findContext, reattach } from './request/attach.js';
 import { onResponseFinished, watchServerResponses } from './request/finish.js';
 import { RequestContext, type RequestAnalytics } from './request/context.js';
 import { pathOf, requestTarget, withQueryPolicy } from './request/page-url.js';
@@ -223,20 +224,18 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
     res: ServerResponse,
     next: (error?: unknown) => void,
   ): void {
-    // Seen already (mounted twice, or another copy of the package): leave it to the first.
-    const seen = contextOf(req);
-    if (seen !== undefined) {
-      try {
+    try {
+      // Each read of an Express request's own fields is slow (about 0.3 µs): once each.
+      const raw = req.rawHeaders;
+      const socket = req.socket as TLSSocket | undefined;
+      // Seen already (mounted twice, or another copy of the package): leave it to the first.
+      const seen = findContext(req, raw, socket);
+      if (seen !== undefined) {
         reattach(req, seen);
-      } catch (error) {
-        internalError(error);
-      }
-    } else {
-      try {
-        // Each read of an Express request's own fields is slow (about 0.3 µs): once each.
+      } else {
         const headers = req.headers;
-        const context = new RequestContext(req, headers, requestTarget(req), config, track);
-        attach(req, context);
+        const context = new RequestContext(req, headers, socket, requestTarget(req), config, track);
+        attach(req, raw, socket, context);
         const reason = requestSkipReason(
           context.method,
           pathOf(context.target),
@@ -246,9 +245,9 @@ export function analytics(options?: AnalyticsOptions): AnalyticsMiddleware {
         );
         if (reason === null) onResponseFinished(req, res, context, onFinish);
         else if (reporter.debugEnabled) explain(context, reason);
-      } catch (error) {
-        internalError(error);
       }
+    } catch (error) {
+      internalError(error);
     }
     next();
   } as AnalyticsMiddleware;

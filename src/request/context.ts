@@ -56,11 +56,11 @@ export type TrackHandler = (
  * One request's context. The headers and the configuration are private fields, so that logging
  * `req.analytics` shows what it knows and never the request's cookies or authorization.
  *
- * It keeps no reference to the request itself. The context is the request's value in a
- * `WeakMap` (attach.ts), and a value that points back to its key keeps the key alive through
- * V8's minor GCs: every request, its response and their buffers were promoted to the old
- * generation (`--trace-gc-nvp`: a bare `weakMap.set(req, { req })` promoted 1.7 KB more per
- * request than `weakMap.set(req, {})`).
+ * It keeps no reference to the request itself. A request without a `rawHeaders` array finds
+ * its context as its value in a `WeakMap` (attach.ts), and a value that points back to its key
+ * keeps the key alive through V8's minor GCs: every such request, its response and their
+ * buffers would be promoted to the old generation (`--trace-gc-nvp`: a bare
+ * `weakMap.set(req, { req })` promoted 1.7 KB more per request than `weakMap.set(req, {})`).
  */
 export class RequestContext implements RequestAnalytics {
   /** The request's prototype (an Express app's `app.request`), where its `app` is read. */
@@ -87,6 +87,8 @@ export class RequestContext implements RequestAnalytics {
     req: IncomingMessage,
     /** `req.headers`, read by the caller. */
     headers: IncomingMessage['headers'],
+    /** `req.socket`, read by the caller. */
+    socket: TLSSocket | undefined,
     /** The request target (path and query) as the visitor sent it. */
     readonly target: string,
     config: ContextConfig,
@@ -97,7 +99,6 @@ export class RequestContext implements RequestAnalytics {
     this.#headers = headers;
     this.#config = config;
     this.#onTrack = onTrack;
-    const socket = req.socket as TLSSocket | undefined;
     this.#peer = socket?.remoteAddress;
     this.#encrypted = socket?.encrypted === true;
   }

@@ -24,7 +24,7 @@
  */
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { contextOf } from './attach.js';
+import { contextOf, findContext, releaseSocket } from './attach.js';
 import { RequestContext } from './context.js';
 
 export type FinishHandler = (
@@ -45,6 +45,7 @@ let channelWorks = true;
 interface ServerMessage {
   request?: unknown;
   response?: unknown;
+  socket?: unknown;
 }
 
 function onRequestStart(message: unknown): void {
@@ -57,7 +58,7 @@ function onRequestStart(message: unknown): void {
 function onResponseFinish(message: unknown): void {
   // A subscriber that throws would throw into Node's server (on the next tick): never.
   try {
-    const { request, response } = message as ServerMessage;
+    const { request, response, socket } = message as ServerMessage;
     if (typeof request !== 'object' || request === null) return;
     for (let i = 0; i < RING; i++) {
       if (announced[i] === request) {
@@ -65,9 +66,12 @@ function onResponseFinish(message: unknown): void {
         break;
       }
     }
-    const context = contextOf(request);
+    // The request in flight on its socket, as a rule; otherwise found by its own fields.
+    const context = findContext(request, undefined, socket) ?? contextOf(request);
     // Another copy of this package keeps its own requests.
     if (!(context instanceof RequestContext)) return;
+    // Finished: the socket's stamp (attach.ts) would keep the request alive while it idles.
+    releaseSocket(socket, request);
     const handler = context.takeFinish();
     if (handler !== undefined) {
       handler(request as IncomingMessage, response as ServerResponse, context);
@@ -128,9 +132,13 @@ export function onResponseFinished(
       }
       // Unsubscribed meanwhile (the last tracker closed): no verdict on the channel.
       if (watchers > 0) channelWorks = false;
+      releaseSocket(req.socket, req);
       missed(req, res, context);
     });
     return;
   }
-  res.on('finish', () => handler(req, res, context));
+  res.on('finish', () => {
+    releaseSocket(req.socket, req);
+    handler(req, res, context);
+  });
 }

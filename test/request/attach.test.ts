@@ -4,6 +4,8 @@
  * with them either way.
  */
 import http, { IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { inspect } from 'node:util';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import connect from 'connect';
@@ -209,9 +211,9 @@ describe('a framework prototype the accessors cannot go on', () => {
   });
 });
 
-test('a request is not kept alive by its context: the WeakMap holds the context as the value of the request', async () => {
-  // A value that points back to its key keeps the key alive through V8's minor GCs: every
-  // request, its response and their buffers would be promoted to the old generation.
+test('a request is not kept alive by its context, nor by its socket once its response finished', async () => {
+  // For requests without a rawHeaders array the WeakMap holds the context as the value of the
+  // request: a value that points back to its key keeps the key alive through V8's minor GCs.
   v8.setFlagsFromString('--expose-gc');
   const gc = vm.runInNewContext('gc') as () => void;
   const kept: { context?: unknown; track?: unknown; request?: WeakRef<object> } = {};
@@ -234,4 +236,189 @@ test('a request is not kept alive by its context: the WeakMap holds the context 
     expect(kept.context).toBeDefined();
     expect(collected).toBe(true);
   }
+});
+
+describe("where the context is found (attach.ts): stamps on the request's rawHeaders and socket", () => {
+  /** GET `paths` one after another on one keep-alive connection; the answers' bodies. */
+  async function onOneConnection(server: http.Server, paths: string[]): Promise<string[]> {
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const sockets = new Set<Socket>();
+    const bodies: string[] = [];
+    try {
+      for (const path of paths) {
+        bodies.push(
+          await new Promise<string>((resolve, reject) => {
+            const { port } = server.address() as AddressInfo;
+            const req = http.get(
+              { port, host: '127.0.0.1', path, agent, headers: { 'user-agent': BROWSER_UA } },
+              (res) => {
+                let body = '';
+                res.setEncoding('utf8');
+                res.on('data', (chunk: string) => (body += chunk));
+                res.on('end', () => resolve(body));
+              },
+            );
+            req.on('socket', (socket) => sockets.add(socket));
+            req.on('error', reject);
+          }),
+        );
+      }
+    } finally {
+      agent.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    }
+    // The agent kept one connection: the requests followed each other on one server socket.
+    expect(sockets.size).toBe(1);
+    return bodies;
+  }
+
+  test.each([
+    ['Express 5', express5],
+    ['Express 4', express4],
+  ])(
+    '%s: a middleware after ours gives the request a new rawHeaders array; both still work, the pageview is sent',
+    async (_name, express) => {
+      const app = express();
+      app.use(mw());
+      app.use((req, _res, next) => {
+        req.rawHeaders = [...req.rawHeaders, 'X-Normalised', '1'];
+        next();
+      });
+      app.get('/replaced', (req, res) => {
+        void req.track('replaced_raw');
+        res.type('html').send(JSON.stringify(describeRequest(req)));
+      });
+      const res = await request(app).get('/replaced').set('User-Agent', BROWSER_UA).expect(200);
+      expect(JSON.parse(res.text)).toMatchObject({ track: 'function', sameTrack: true });
+      const events = await file.collector.waitFor(2, {
+        filter: (e) => new URL(e.url!).pathname === '/replaced',
+      });
+      expect(events.map((e) => [e.type, e.name, new URL(e.url!).pathname]).sort()).toEqual([
+        ['event', 'replaced_raw', '/replaced'],
+        ['pageview', undefined, '/replaced'],
+      ]);
+    },
+  );
+
+  test("req.track after the response finished and the next request on the connection began: found by the request's rawHeaders", async () => {
+    const app = express5();
+    app.use(mw());
+    let first: IncomingMessage | undefined;
+    app.get('/first', (req, res) => {
+      first = req;
+      res.json({ ok: true });
+    });
+    // The second request stamps the socket: the first is no longer the one in flight there.
+    app.get('/second', (req, res) => {
+      res.json({ late: typeof first!.track });
+      void first!.track('late_event');
+    });
+    const bodies = await onOneConnection(http.createServer(app), ['/first', '/second']);
+    expect(JSON.parse(bodies[1]!)).toEqual({ late: 'function' });
+    const [event] = await file.collector.waitFor(1, { filter: (e) => e.name === 'late_event' });
+    expect(new URL(event!.url!).pathname).toBe('/first');
+  });
+
+  test('the stamps are invisible: the rawHeaders array and the socket show no new key, to inspect or to Reflect.ownKeys', async () => {
+    const app = express5();
+    const before: { raw?: string; rawKeys?: number; socketKeys?: string[] } = {};
+    app.use((req, _res, next) => {
+      // Node keeps the peer's address on the socket when first read (the middleware reads it).
+      void req.socket.remoteAddress;
+      before.raw = inspect(req.rawHeaders, { showHidden: true });
+      before.rawKeys = Reflect.ownKeys(req.rawHeaders).length;
+      before.socketKeys = Reflect.ownKeys(req.socket).map(String);
+      next();
+    });
+    app.use(mw());
+    app.get('/', (req, res) => {
+      res.json({
+        attached: typeof req.analytics?.url,
+        raw: inspect(req.rawHeaders, { showHidden: true }),
+        rawKeys: Reflect.ownKeys(req.rawHeaders).length,
+        socketKeys: Reflect.ownKeys(req.socket).map(String),
+      });
+    });
+    const res = await request(app).get('/').set('User-Agent', BROWSER_UA).expect(200);
+    expect(res.body).toEqual({
+      attached: 'string',
+      raw: before.raw,
+      rawKeys: before.rawKeys,
+      socketKeys: before.socketKeys,
+    });
+  });
+
+  test('a request whose rawHeaders is no array (made by hand) is found all the same, also after its response', async () => {
+    const app = express5();
+    app.use((req, _res, next) => {
+      Object.defineProperty(req, 'rawHeaders', { value: 'not an array' });
+      next();
+    });
+    app.use(mw());
+    app.get('/hand', (req, res) => {
+      // Once the response has finished, the socket no longer leads to the request.
+      res.on('finish', () => setImmediate(() => void req.track('by_hand')));
+      res.type('html').send(JSON.stringify(describeRequest(req)));
+    });
+    const res = await request(app).get('/hand').set('User-Agent', BROWSER_UA).expect(200);
+    expect(JSON.parse(res.text)).toMatchObject({ track: 'function', sameTrack: true });
+    const [event] = await file.collector.waitFor(1, { filter: (e) => e.name === 'by_hand' });
+    expect(new URL(event!.url!).pathname).toBe('/hand');
+  });
+
+  test('requests that share one rawHeaders array (made so by hand) each keep their own context', async () => {
+    const shared = ['Host', 'shop.example', 'User-Agent', BROWSER_UA];
+    const app = express5();
+    app.use((req, _res, next) => {
+      req.rawHeaders = shared;
+      next();
+    });
+    app.use(mw());
+    let first: IncomingMessage | undefined;
+    app.get(['/a', '/b'], (req, res) => {
+      if (req.path === '/a') first = req;
+      // The first request's response has finished: only its rawHeaders can lead to it.
+      else void first!.track('shared_first');
+      void req.track(req.path === '/a' ? 'own_first' : 'shared_second');
+      res.type('text').send('ok');
+    });
+    await request(app).get('/a').set('User-Agent', BROWSER_UA).expect(200);
+    await request(app).get('/b').set('User-Agent', BROWSER_UA).expect(200);
+    const events = await file.collector.waitFor(3, { filter: (e) => e.type === 'event' });
+    expect(events.map((e) => [e.name, new URL(e.url!).pathname]).sort()).toEqual([
+      ['own_first', '/a'],
+      ['shared_first', '/a'],
+      ['shared_second', '/b'],
+    ]);
+  });
+
+  test('the socket lets go of the request when its response finishes', async () => {
+    // What every copy of the package shares (attach.ts), read here to see the socket's stamp.
+    const registry = (globalThis as Record<symbol, unknown>)[
+      Symbol.for('zenovay-express.requests.v2')
+    ] as { stampOf(holder: object): { request: object } | undefined };
+    const app = express5();
+    app.use(mw());
+    const seen: { during?: boolean; after?: boolean }[] = [];
+    app.get(['/page', '/api/x'], (req, res) => {
+      const socket = req.socket;
+      const entry = { during: registry.stampOf(socket)?.request === req } as {
+        during: boolean;
+        after?: boolean;
+      };
+      seen.push(entry);
+      res.on('finish', () => {
+        entry.after = registry.stampOf(socket) !== undefined;
+      });
+      if (req.path === '/page') res.type('html').send('<p>page</p>');
+      else res.json({ api: true });
+    });
+    await onOneConnection(http.createServer(app), ['/page', '/api/x']);
+    // A page (tracked) and an API call (not tracked): both let go.
+    expect(seen).toEqual([
+      { during: true, after: false },
+      { during: true, after: false },
+    ]);
+  });
 });

@@ -4,6 +4,7 @@
  */
 import { isIP } from 'node:net';
 import type { IncomingMessage } from 'node:http';
+import type { TLSSocket } from 'node:tls';
 import fc from 'fast-check';
 import proxyaddr from 'proxy-addr';
 import { resolveAnalyticsOptions } from '../../src/options';
@@ -140,8 +141,13 @@ test('URLs, referrers and rules never throw on any request', () => {
           'x-forwarded-proto': ua,
         };
         const req = fakeReq(headers, addr, url);
-        const context = new RequestContext(req, req.headers, requestTarget(req), config, () =>
-          Promise.resolve(false),
+        const context = new RequestContext(
+          req,
+          req.headers,
+          req.socket as TLSSocket,
+          requestTarget(req),
+          config,
+          () => Promise.resolve(false),
         );
         const target = context.target;
         expect(target.startsWith('/')).toBe(true);
