@@ -8,7 +8,7 @@
  *   inline    analytics({ worker: false }): delivery on the main thread
  *   floor     the floor of issue 16 (bench/floor.mjs): one string at finish, batched to a worker
  *   floor-rules  the floor that also makes the reads the package's rules need (method, path,
- *            user agent, a WeakMap entry; status and content type at finish): floor.mjs `rules`
+ *            user agent, a stamp on rawHeaders; status and content type at finish): floor.mjs `rules`
  * Each request is a real http.IncomingMessage/ServerResponse pair handled by an Express 5 app
  * (so the request gets Express's prototype, as in production): the middleware runs, the
  * response "finishes" as a 200 HTML page, and the pageview goes to the sink. As Node's server

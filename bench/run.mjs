@@ -459,7 +459,7 @@ async function main() {
     fetch: 'one `fetch` per pageview (documented approach)',
     floor: '**floor**: one string at finish, raw sockets on a worker',
     'floor-rules':
-      'floor + the reads the rules need (method, path, user agent, a WeakMap entry; status and content type)',
+      'floor + the reads the rules need (method, path, user agent, a stamp on rawHeaders; status and content type)',
     alt: `zenovay-express from ${process.env.BENCH_ALT_DIST} (BENCH_ALT_DIST)`,
     package: 'zenovay-express (delivery on its worker thread, the default)',
     inline: 'zenovay-express, `worker: false` (delivery on the main thread)',
@@ -477,7 +477,7 @@ async function main() {
   const col = (key) => cost.map((c) => c[key]);
   lines.push(
     '',
-    `Against the floor + rules (the floor that also makes the reads the package's rules need: method, path, user agent and a WeakMap entry when the request comes, status and content type at \`finish\`): ` +
+    `Against the floor + rules (the floor that also makes the reads the package's rules need: method, path, user agent and a stamp on the request's rawHeaders when the request comes, status and content type at \`finish\`): ` +
       `floor + rules / floor ${fmt(ratio('floor-rules', 'rps', floor), 2)} requests/s, p99 ${fmt(ratio('floor-rules', 'p99', floor), 2)}×; ` +
       `zenovay-express / floor + rules ${fmt(ratio('package', 'rps', results['floor-rules']), 2)} requests/s, p99 ${fmt(ratio('package', 'p99', results['floor-rules']), 2)}×.`,
     '',
@@ -556,7 +556,7 @@ async function main() {
         .join(', ')}), ` +
       `${fmt(median(inProcess('inline')), 1)} µs with \`worker: false\`.`,
     `- the same without sockets, against the floor and the floor that also makes the reads the rules need ` +
-      '(bench/floor.mjs `rules`: method, path, user agent and a WeakMap entry when the request comes; status and content type at `finish`): ' +
+      '(bench/floor.mjs `rules`: method, path, user agent and a stamp on its rawHeaders when the request comes; status and content type at `finish`): ' +
       `floor + rules minus floor **${fmt(median(inProcess('floor-rules', 'floor')), 1)} µs** (rounds: ${rounds(inProcess('floor-rules', 'floor'))}), ` +
       `package minus floor + rules **${fmt(median(inProcess('package', 'floor-rules')), 1)} µs** (rounds: ${rounds(inProcess('package', 'floor-rules'))}), ` +
       `package minus floor ${fmt(median(inProcess('package', 'floor')), 1)} µs.`,

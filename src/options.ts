@@ -22,6 +22,8 @@ export const TRACKING_CODE_ENV = 'ZENOVAY_TRACKING_CODE';
 export const MAX_CONNECTIONS = 512;
 /** The adaptive limit's default ceiling. */
 export const DEFAULT_MAX_CONCURRENCY = 256;
+/** How many nice steps below the process the delivery worker runs by default (Linux). */
+export const DEFAULT_WORKER_NICE = 10;
 const TRACKING_CODE_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** Options of `createTracker()`; `analytics()` accepts them too. */
@@ -140,6 +142,14 @@ export interface TrackerOptions {
    */
   worker?: boolean;
   /**
+   * On Linux, how many nice steps lower the delivery worker's thread runs than the process (up
+   * to nice 19), so that when every core is busy it yields the CPU to the threads that serve
+   * requests and catches up when one is free. `0` keeps the process's priority. Ignored on
+   * other systems (where a priority applies to the whole process) and with `worker: false`.
+   * @default 10
+   */
+  workerNice?: number;
+  /**
    * Keep every accepted event in a durable outbox until the endpoint has answered for it, so
    * that a killed process, a short deploy or a long outage loses nothing: `{ dir }` (a directory
    * on this machine, one process at a time) or `{ redis }` (a Redis Stream shared by every
@@ -158,7 +168,7 @@ export interface AnalyticsOptions extends TrackerOptions {
    * An existing tracker to send through (shared with webhooks or other middleware). The
    * delivery options (`trackingCode`, `host`, `concurrency`, `maxConcurrency`, `maxQueueSize`, `timeout`,
    * `maxRetries`, `retryDelay`, `maxRetryDelay`, `visitorRateLimit`, `globalRateLimit`,
-   * `anonymizeIp`, `proxy`, `transport`, `worker`, `outbox`) then belong to that tracker and may not be given here.
+   * `anonymizeIp`, `proxy`, `transport`, `worker`, `workerNice`, `outbox`) then belong to that tracker and may not be given here.
    * @default a new tracker built from these options
    */
   tracker?: Tracker;
@@ -257,6 +267,8 @@ export interface TrackerConfig extends Omit<EngineOptions, 'transport' | 'random
   proxy: string | undefined;
   /** Delivery runs on a worker thread. */
   worker: boolean;
+  /** Nice steps the worker's thread runs below the process (Linux). */
+  workerNice: number;
   /** The durable outbox, when there is one. */
   outbox: OutboxConfig | undefined;
 }
@@ -312,6 +324,7 @@ const DELIVERY_KEYS = [
   'proxy',
   'transport',
   'worker',
+  'workerNice',
   'outbox',
 ] as const satisfies readonly (keyof TrackerOptions)[];
 
@@ -440,6 +453,7 @@ function buildTrackerConfig(opts: TrackerOptions, caller: string): TrackerConfig
       (code, text) => reporter.warn(code, text),
     ),
     ...resolveDelivery(opts, trackingCode, transport, caller),
+    workerNice: integer(opts.workerNice, 'workerNice', DEFAULT_WORKER_NICE, 0, 19, caller),
   };
 }
 

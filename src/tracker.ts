@@ -125,7 +125,12 @@ export class ZenovayTracker implements Tracker {
     const { outbox } = config;
     this.delivery = worker
       ? new WorkerDelivery({
-          config: { ...engine, anonymizeIp: config.anonymizeIp, outbox },
+          config: {
+            ...engine,
+            anonymizeIp: config.anonymizeIp,
+            outbox,
+            workerNice: config.workerNice,
+          },
           reporter,
         })
       : new DeliveryEngine({

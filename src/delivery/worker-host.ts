@@ -5,7 +5,8 @@
  * counters the main thread cannot know, the log lines and the events the main thread listens to.
  */
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
-import { Reporter, type ReportLevel } from '../logger.js';
+import { errorText, Reporter, type ReportLevel } from '../logger.js';
+import { lowerThreadPriority } from './thread-priority.js';
 import { DeliveryEngine, OUTBOX_TAKE_MS } from './engine.js';
 import type { OutboxTrackerStats } from '../outbox/types.js';
 import { EVENT_NAMES, type TrackerEventName, type TrackerEvents } from './events.js';
@@ -199,6 +200,15 @@ setInterval(() => {
   }
   spoke = false;
 }, HEARTBEAT_MS).unref();
+
+// Yield the CPU to the threads that serve requests when every core is busy (option workerNice).
+const priority = lowerThreadPriority(config.workerNice);
+if (priority.kind === 'failed') {
+  reporter.warn(
+    'ZENOVAY_WORKER_PRIORITY',
+    `the delivery worker could not lower its priority (workerNice ${config.workerNice}); it runs at the process's: ${errorText(priority.error)}`,
+  );
+}
 
 port.postMessage({ t: 'ready' } satisfies FromWorker);
 

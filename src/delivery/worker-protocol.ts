@@ -31,6 +31,8 @@ export type WorkerConfig = Omit<EngineOptions, 'transport' | 'reporter' | 'rando
   proxy?: string | undefined;
   /** The durable outbox (never with a Redis client object: it cannot cross). */
   outbox?: OutboxConfig | undefined;
+  /** Nice steps the worker's thread lowers itself by (thread-priority.ts). */
+  workerNice: number;
 };
 
 export type ToWorker =

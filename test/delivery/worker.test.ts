@@ -91,6 +91,7 @@ function bareDelivery(
       maxRetryDelayMs: 0,
       visitorRateLimit: true,
       globalRateLimit: undefined,
+      workerNice: 0,
     },
     reporter: new Reporter({
       info: (l) => lines.push(l),
