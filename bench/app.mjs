@@ -18,11 +18,11 @@
  * threads, with the events each delivered.
  * Prints {"port":N} when ready.
  */
-import http from 'node:http';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import express from 'express';
+import { listenForBench, PAGE } from './bench-app.mjs';
 import { createFloor } from './floor.mjs';
 import { threadCpuMs, threadCpuNs, threadIds } from './thread-cpu.mjs';
 
@@ -114,11 +114,10 @@ if (variant === 'floor' || variant === 'floor-rules') {
   throw new Error(`unknown variant ${variant}`);
 }
 
-const page = `<!doctype html><html><head><title>Widget</title></head><body><h1>Widget</h1>${'<p>A fine widget for every purpose.</p>'.repeat(20)}</body></html>`;
 let served = 0;
 app.get('/', (_req, res) => {
   served++;
-  res.type('html').send(page);
+  res.type('html').send(PAGE);
 });
 
 let elu = performance.eventLoopUtilization();
@@ -177,15 +176,8 @@ control.get('/__stats', async (_req, res) => {
   });
 });
 
-const server = http.createServer(app);
-server.keepAliveTimeout = 30_000;
-server.listen(0, '127.0.0.1', () => {
-  process.stdout.write(`${JSON.stringify({ port: server.address().port })}\n`);
-});
-process.on('SIGTERM', async () => {
-  server.close();
+listenForBench(app, async () => {
   await tracker?.close({ timeout: 500 });
   await floor?.close();
   await floorRules?.close();
-  process.exit(0);
 });

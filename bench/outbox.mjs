@@ -31,10 +31,10 @@
  */
 import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { listenForBench, PAGE } from './bench-app.mjs';
 import { cycleMean } from './cycles.mjs';
 import { threadCpuNs, threadIds } from './thread-cpu.mjs';
 
@@ -104,21 +104,11 @@ async function runApp(dist, sinkUrl, base, modeList) {
     });
   });
   app.use((req, res, next) => middlewares[current](req, res, next));
-  const page = `<!doctype html><html><head><title>Widget</title></head><body><h1>Widget</h1>${'<p>A fine widget for every purpose.</p>'.repeat(20)}</body></html>`;
   app.get('/', (_req, res) => {
     served[current]++;
-    res.type('html').send(page);
+    res.type('html').send(PAGE);
   });
-  const server = http.createServer(app);
-  server.keepAliveTimeout = 30_000;
-  server.listen(0, '127.0.0.1', () => {
-    process.stdout.write(`${JSON.stringify({ port: server.address().port })}\n`);
-  });
-  process.on('SIGTERM', async () => {
-    server.close();
-    await Promise.all(trackers.map((t) => t.close({ timeout: 500 })));
-    process.exit(0);
-  });
+  listenForBench(app, () => Promise.all(trackers.map((t) => t.close({ timeout: 500 }))));
 }
 
 // ---- role: the spill test -----------------------------------------------------------------------

@@ -10,11 +10,11 @@
  * event delivered or not). Not part of `npm run bench`.
  */
 import { spawn } from 'node:child_process';
-import http from 'node:http';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
+import { listenForBench, PAGE } from './bench-app.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const [niceA = '10', niceB = '0', cyclesArg = '10', role] = process.argv.slice(2);
@@ -45,18 +45,10 @@ async function serveApp(sinkUrl) {
     res.json({ a: middlewares.a.tracker.stats(), b: middlewares.b.tracker.stats() }),
   );
   app.use((req, res, next) => through(req, res, next));
-  const page = `<!doctype html><html><head><title>Widget</title></head><body><h1>Widget</h1>${'<p>A fine widget for every purpose.</p>'.repeat(20)}</body></html>`;
-  app.get('/', (_req, res) => res.type('html').send(page));
-  const server = http.createServer(app);
-  server.keepAliveTimeout = 30_000;
-  server.listen(0, '127.0.0.1', () => {
-    process.stdout.write(`${JSON.stringify({ port: server.address().port })}\n`);
-  });
-  process.on('SIGTERM', async () => {
-    server.close();
-    await Promise.all(Object.values(middlewares).map((m) => m.tracker.close({ timeout: 500 })));
-    process.exit(0);
-  });
+  app.get('/', (_req, res) => res.type('html').send(PAGE));
+  listenForBench(app, () =>
+    Promise.all(Object.values(middlewares).map((m) => m.tracker.close({ timeout: 500 }))),
+  );
 }
 
 /** Starts a script in its own process; resolves with its URL once it printed its port. */

@@ -17,10 +17,11 @@
  * - its socket, which holds the request in flight on that connection until its response
  *   finishes: found even when the app gives the request a new `rawHeaders` array meanwhile.
  * A request whose `rawHeaders` is no array, or an array another request has stamped (requests
- * made by hand, by a test tool), is found in a `WeakMap` instead. The `WeakMap` is not used for all requests because it is slow in V8 for
- * short-lived keys: an entry whose key and value are young but whose table is old goes through
- * the GC's ephemeron barrier, about 1.5-2 µs a request (perf, and 10 interleaved pairs of
- * `bench/request-cost.mjs`: 2.3 µs less per request without it).
+ * made by hand, by a test tool), is found in a `WeakMap` instead. The `WeakMap` is not used for
+ * all requests because it is slow in V8 for short-lived keys: an entry whose key and value are
+ * young but whose table is old goes through the GC's ephemeron barrier, about 1.5-2 µs a request
+ * (perf, and 10 interleaved pairs of a copy of `bench/request-cost.mjs` loading either build,
+ * twice: 2.3 and 3.3 µs less per request without it).
  *
  * The stamps and the `WeakMap` are shared through the global symbol registry, so that every copy
  * of this package in a process (ESM and CJS, or two versions) knows which requests another copy
