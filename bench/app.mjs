@@ -11,7 +11,8 @@
  *   toggle   the package, the floor and floor + rules in one process, switched by
  *            GET /__tracking/<mode>: `on` (or `package`), `floor`, `floor-rules`, `off` (so that
  *            the windows compared share the machine's state; see costCase and switchedCase in
- *            run.mjs)
+ *            run.mjs); GET /__cycles runs such cycles in the app itself and answers with the
+ *            figures of each window (costCase)
  * GET /__stats reports memory, the main thread's CPU time and event-loop utilisation since the
  * last call, the tracker's stats, and (cumulative, ns, from /proc/self/task/<tid>/schedstat) the
  * CPU time of the main thread, the package's delivery worker, the floor's worker and all other
@@ -59,6 +60,7 @@ const floorRules =
 await floorRules?.ready;
 /** Threads there before any delivery worker (the main thread, V8's and libuv's helpers). */
 const startThreads = new Set(threadIds());
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 if (variant === 'floor' || variant === 'floor-rules') {
   app.use(floor.middleware);
@@ -78,6 +80,33 @@ if (variant === 'floor' || variant === 'floor-rules') {
       const state = req.params.state;
       mode = state === 'on' ? 'package' : state;
       res.end();
+    });
+    // The fixed-rate cost (run.mjs costCase): the app switches itself through `cycles` of `modes`,
+    // in windows of `window` ms, and answers with each window's figures once done. In-process, so
+    // no control request lands in a window, and the windows can be short (more of them, each
+    // mode's closer in time to the others'): the first `settle` ms of each are not counted, as
+    // the last mode's batches (the package's cross after 50 ms, the floor's after 20) and their
+    // reports still land there. Warm-up first: the modes in turn, 100 ms each, for `warm` ms.
+    control.get('/__cycles', async (req, res) => {
+      const { window, settle, cycles, warm } = Object.fromEntries(
+        ['window', 'settle', 'cycles', 'warm'].map((k) => [k, Number(req.query[k])]),
+      );
+      const modes = String(req.query.modes).split(',');
+      for (let t = 0; t < warm; t += 100) {
+        mode = modes[(t / 100) % modes.length];
+        await sleep(100);
+      }
+      const windows = [];
+      for (let w = 0; w < cycles * modes.length; w++) {
+        mode = modes[w % modes.length];
+        await sleep(settle);
+        const a = { served, ...(await threadStats()) };
+        await sleep(window - settle);
+        const b = { served, ...(await threadStats()) };
+        windows.push({ mode, a, b });
+      }
+      mode = 'off';
+      res.json(windows);
     });
     app.use((req, res, next) =>
       mode === 'package'

@@ -8,11 +8,13 @@
  *      delivery thread's CPU per delivered event. The headline is package / floor; then the same
  *      ratios switched in one process (the package, the floor and floor + rules in one app at
  *      full load, in 2 s windows through symmetric cycles: more samples, seconds apart);
- *   2. at a fixed request rate, in one app holding both the package and the floor, switched
- *      off / floor / package / package / floor / off: the whole main thread's CPU per request
- *      (package minus floor, and each minus no tracking) and each delivery worker's CPU per
- *      delivered event (/proc/self/task/<tid>/schedstat); and the same main-thread cost in one
- *      process without sockets (bench/request-cost.mjs);
+ *   2. at a fixed request rate (a steady load, bench/paced-load.mjs), in one app holding the
+ *      package, the floor and floor + rules, switching itself every 500 ms through symmetric
+ *      cycles: the whole main thread's CPU per request (package minus floor, minus floor + rules,
+ *      and each minus no tracking) and each delivery worker's CPU per delivered event
+ *      (/proc/self/task/<tid>/schedstat), medians with their 95 % intervals; and the same
+ *      main-thread cost in one process without sockets (bench/request-cost.mjs, three runs of
+ *      each variant a round);
  *   3. an outage: the endpoint black-holed under sustained load, against a healthy endpoint
  *      (p99 latency and the app's memory growth);
  *   4. the delivery throughput of one standalone tracker, with the package's HTTP client on its
@@ -26,12 +28,13 @@
  *      `concurrency: 10` and the documented `fetch` approach; and an Express app at distance.
  *      About 7 minutes; BENCH_DISTANCE=0 skips it (the Distance section of the last results is
  *      kept, marked as such), BENCH_DISTANCE_SECONDS (10) shortens it.
- * Prints medians and ratios and writes them to bench/results/latest.md. About 6 minutes on 2
+ * Prints medians and ratios and writes them to bench/results/latest.md. About 10 minutes on 2
  * cores at the defaults (2 rounds), plus about 2.5 for part 6 and 7 for part 7.
  *
  * Thread CPU times come from /proc (Linux).
  * Environment: BENCH_ROUNDS (2), BENCH_SECONDS (5), BENCH_CONNECTIONS (50), BENCH_RATE (2000),
- * BENCH_CYCLES (2 cycles of part 2 a round), BENCH_WINDOW_MS (2000, one window of part 2),
+ * BENCH_CYCLES (15 cycles of part 2 a round), BENCH_COST_WINDOW_MS (500, one window of part 2),
+ * BENCH_WINDOW_MS (2000, one window of part 1's switched case),
  * BENCH_OUTBOX (1), BENCH_DISTANCE (1), BENCH_DISTANCE_SECONDS (10), BENCH_DISTANCE_APP_ROUNDS (3),
  * BENCH_SWITCH_CYCLES (2 cycles of part 1's switched windows a round).
  * BENCH_QUICK=1: parts 1 (no tracking, floor, package) and 2 only, printed, latest.md untouched.
@@ -47,6 +50,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { cycleMean } from './cycles.mjs';
+import { pacedLoad } from './paced-load.mjs';
 import { readDistanceSection, runDistance } from './distance.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -94,10 +98,16 @@ function start(script, args) {
 
 const getJson = async (url) => (await fetch(url)).json();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const quantile = (xs, q) => {
+/**
+ * A 95 % interval of the median of `xs`, free of any assumption on their distribution: the
+ * order statistics k and n - k + 1, with k = (n + 1) / 2 - 0.98 √n rounded down (the normal
+ * approximation of the binomial); the whole range when there are too few values for that.
+ */
+function medianInterval(xs) {
   const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.round(q * (s.length - 1)))];
-};
+  const k = Math.floor((s.length + 1) / 2 - 0.98 * Math.sqrt(s.length));
+  return k < 1 ? [s[0], s.at(-1)] : [s[k - 1], s[s.length - k]];
+}
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
@@ -151,71 +161,76 @@ async function throughputCase(variant, sink) {
 // ---- 2. main-thread cost at a fixed rate --------------------------------------------------
 
 /**
- * One app process under a steady RATE, holding both the package and the floor, switched every
- * WINDOW_MS through cycles of off, floor, package, package, floor, off: each cycle is symmetric,
- * so a linear drift of the machine cancels out of every difference of its means. Each cycle gives
- * one figure each of main-thread CPU per request (the whole thread, /proc schedstat, ns), package
- * minus off, floor minus off and package minus floor, and of the delivery workers' CPU per event
- * they delivered (package and floor). Separate processes per variant were tried first: their
- * untracked baselines alone differed by ±40 µs.
+ * One app process under a steady RATE (bench/paced-load.mjs: evenly spread, not autocannon's
+ * bursts at the start of each second), holding the package, the floor and floor + rules. The app
+ * switches itself (GET /__cycles, bench/app.mjs) every COST_WINDOW_MS through symmetric cycles of
+ * COST_CYCLE, so that a linear drift of the machine cancels out of every difference of a cycle's
+ * means; the first COST_SETTLE_MS of a window are not counted (the last mode's batches and
+ * reports land there). Each cycle gives one figure each of main-thread CPU per request (the whole
+ * thread, /proc schedstat, ns) per mode and of the delivery workers' CPU per event they delivered
+ * (package and floor). Short windows switched in the app, many cycles: the earlier 2 s windows
+ * switched by control requests under autocannon's bursts spread over ±50 µs a cycle.
  */
-const WINDOW_MS = Number(process.env.BENCH_WINDOW_MS ?? 2000);
-const CYCLES = Number(process.env.BENCH_CYCLES ?? 2);
-const CYCLE = ['off', 'floor', 'package', 'package', 'floor', 'off'];
+const COST_WINDOW_MS = Number(process.env.BENCH_COST_WINDOW_MS ?? 500);
+const COST_SETTLE_MS = 150;
+const COST_CYCLES = Number(process.env.BENCH_CYCLES ?? 15);
+const COST_CYCLE = [
+  'off',
+  'floor',
+  'floor-rules',
+  'package',
+  'package',
+  'floor-rules',
+  'floor',
+  'off',
+];
 const COST_WARMUP_MS = 3000;
-/** The first requests after a switch are still the other kind's, and so are their events. */
-const SETTLE_MS = 200;
 
 async function costCase(sink) {
   const app = await start('app.mjs', ['toggle', sink.url]);
-  await load(app.url, { duration: 1 });
-  const windows = CYCLES * CYCLE.length;
-  const run = load(app.url, {
-    connections: 10,
-    overallRate: RATE,
-    duration: (COST_WARMUP_MS + windows * WINDOW_MS) / 1000 + 1,
+  const seconds = (COST_WARMUP_MS + COST_CYCLES * COST_CYCLE.length * COST_WINDOW_MS) / 1000 + 1;
+  const loaded = pacedLoad(app.url, { rate: RATE, seconds });
+  const query = new URLSearchParams({
+    window: COST_WINDOW_MS,
+    settle: COST_SETTLE_MS,
+    cycles: COST_CYCLES,
+    warm: COST_WARMUP_MS,
+    modes: COST_CYCLE.join(','),
   });
-  // The floor's worker and the package's both get going in the warm-up.
-  await fetch(`${app.url}/__tracking/floor`);
-  await sleep(COST_WARMUP_MS / 2);
-  await fetch(`${app.url}/__tracking/package`);
-  await sleep(COST_WARMUP_MS / 2);
-  const measured = [];
-  for (let w = 0; w < windows; w++) {
-    const mode = CYCLE[w % CYCLE.length];
-    await fetch(`${app.url}/__tracking/${mode}`);
-    await sleep(SETTLE_MS);
-    const a = await getJson(`${app.url}/__stats`);
-    await sleep(WINDOW_MS - SETTLE_MS);
-    const b = await getJson(`${app.url}/__stats`);
-    const [ta, tb] = [a.threads, b.threads];
-    const delivered =
-      mode === 'floor'
-        ? tb.floorAnswered - ta.floorAnswered
-        : tb.packageDelivered - ta.packageDelivered;
-    const workerNs = mode === 'floor' ? tb.floorNs - ta.floorNs : tb.workerNs - ta.workerNs;
-    measured.push({
+  const windows = (await getJson(`${app.url}/__cycles?${query}`)).map(({ mode, a, b }) => {
+    const isFloor = mode === 'floor';
+    const workerNs = isFloor ? b.floorNs - a.floorNs : b.workerNs - a.workerNs;
+    const delivered = isFloor
+      ? b.floorAnswered - a.floorAnswered
+      : b.packageDelivered - a.packageDelivered;
+    return {
       mode,
-      mainUs: (tb.mainNs - ta.mainNs) / 1000 / (b.served - a.served),
-      workerUsPerEvent: mode === 'off' ? Number.NaN : workerNs / 1000 / delivered,
-    });
-  }
-  await run;
+      served: b.served - a.served,
+      mainUs: (b.mainNs - a.mainNs) / 1000 / (b.served - a.served),
+      workerUsPerEvent: isFloor || mode === 'package' ? workerNs / 1000 / delivered : Number.NaN,
+    };
+  });
+  const paced = await loaded;
   await app.stop();
   const cycles = [];
-  for (let c = 0; c < CYCLES; c++) {
-    const part = measured.slice(c * CYCLE.length, (c + 1) * CYCLE.length);
-    const mean = (mode, key) => cycleMean(part, mode, key);
+  for (let c = 0; c < COST_CYCLES; c++) {
+    const part = windows.slice(c * COST_CYCLE.length, (c + 1) * COST_CYCLE.length);
+    const main = (mode) => cycleMean(part, mode, 'mainUs');
+    const worker = (mode) => cycleMean(part, mode, 'workerUsPerEvent');
     cycles.push({
-      packageMinusOff: mean('package', 'mainUs') - mean('off', 'mainUs'),
-      floorMinusOff: mean('floor', 'mainUs') - mean('off', 'mainUs'),
-      packageMinusFloor: mean('package', 'mainUs') - mean('floor', 'mainUs'),
-      packageWorkerUs: mean('package', 'workerUsPerEvent'),
-      floorWorkerUs: mean('floor', 'workerUsPerEvent'),
-      workerRatio: mean('package', 'workerUsPerEvent') / mean('floor', 'workerUsPerEvent'),
+      packageMinusOff: main('package') - main('off'),
+      floorMinusOff: main('floor') - main('off'),
+      packageMinusFloor: main('package') - main('floor'),
+      packageMinusFloorRules: main('package') - main('floor-rules'),
+      floorRulesMinusFloor: main('floor-rules') - main('floor'),
+      offUs: main('off'),
+      packageWorkerUs: worker('package'),
+      floorWorkerUs: worker('floor'),
+      workerRatio: worker('package') / worker('floor'),
+      rate: (cycleMean(part, 'off', 'served') * 1000) / (COST_WINDOW_MS - COST_SETTLE_MS),
     });
   }
-  return cycles;
+  return { cycles, paced };
 }
 
 /**
@@ -226,6 +241,7 @@ async function costCase(sink) {
  * cycle gives requests/s and p99 of each mode (the mean of its two windows). A window can still
  * be hit by whatever else the machine runs: the per-cycle ratios are printed with the median.
  */
+const WINDOW_MS = Number(process.env.BENCH_WINDOW_MS ?? 2000);
 const SWITCH_CYCLES = Number(process.env.BENCH_SWITCH_CYCLES ?? 2);
 const SWITCH_CYCLE = [
   'off',
@@ -270,10 +286,16 @@ async function switchedCase(sink) {
   return cycles;
 }
 
-/** The same cost without sockets, in one process: see bench/request-cost.mjs. */
+/**
+ * The same cost without sockets, in one process: see bench/request-cost.mjs. Each round runs
+ * every variant REQUEST_COST_REPEATS times, in turn (a repeat starts one variant later), so that
+ * each difference is taken between runs seconds apart.
+ */
+const REQUEST_COST_REPEATS = 3;
+const REQUEST_COST_PAGEVIEWS = 20000;
+
 async function requestCostCase(variant, sink) {
-  const out = await runScript('request-cost.mjs', [sink.url, variant, '40000', '5000']);
-  return out;
+  return runScript('request-cost.mjs', [sink.url, variant, REQUEST_COST_PAGEVIEWS, '5000']);
 }
 
 // ---- 3. outage ----------------------------------------------------------------------------
@@ -358,6 +380,8 @@ async function main() {
   const results = Object.fromEntries(variants.map((v) => [v, []]));
   /** Per cycle of costCase: main-thread and worker CPU figures. */
   const cost = [];
+  /** Per round of costCase: what the paced load sent. */
+  const costLoads = [];
   /** Per cycle of switchedCase: requests/s and p99 of each mode. */
   const switched = [];
   const requestCost = { none: [], floor: [], 'floor-rules': [], package: [], inline: [] };
@@ -381,16 +405,23 @@ async function main() {
         `round ${round} switched: package / floor ${fmt(c.package.rps / c.floor.rps, 2)} requests/s, p99 ${fmt(c.package.p99 / c.floor.p99, 2)}×; floor + rules / floor ${fmt(c['floor-rules'].rps / c.floor.rps, 2)}; floor / off ${fmt(c.floor.rps / c.off.rps, 2)}`,
       );
     }
-    const cycles = await costCase(sink);
+    const { cycles, paced } = await costCase(sink);
     cost.push(...cycles);
-    for (const c of cycles) {
-      console.error(
-        `round ${round} cost: main package-off ${fmt(c.packageMinusOff, 1)}, floor-off ${fmt(c.floorMinusOff, 1)}, package-floor ${fmt(c.packageMinusFloor, 1)} µs; worker ${fmt(c.packageWorkerUs, 1)} vs ${fmt(c.floorWorkerUs, 1)} µs/event`,
-      );
-    }
+    const roundMedian = (key) => fmt(median(cycles.map((c) => c[key])), 1);
+    console.error(
+      `round ${round} cost (${cycles.length} cycles, medians): main package-floor ${roundMedian('packageMinusFloor')}, ` +
+        `package-floor+rules ${roundMedian('packageMinusFloorRules')}, floor-off ${roundMedian('floorMinusOff')} µs; ` +
+        `worker ${roundMedian('packageWorkerUs')} vs ${roundMedian('floorWorkerUs')} µs/event; ` +
+        `load ${paced.sent} sent, ${paced.behind} behind, ${paced.errors} errors`,
+    );
+    costLoads.push(paced);
     if (quick) continue;
-    for (const v of Object.keys(requestCost)) {
-      requestCost[v].push(await requestCostCase(v, sink));
+    for (let repeat = 0; repeat < REQUEST_COST_REPEATS; repeat++) {
+      const kinds = Object.keys(requestCost);
+      for (let i = 0; i < kinds.length; i++) {
+        const v = kinds[(i + repeat + round) % kinds.length];
+        requestCost[v].push(await requestCostCase(v, sink));
+      }
     }
     outage.healthy.push(await outageCase(sink));
     outage.outage.push(await outageCase(blackhole));
@@ -501,31 +532,41 @@ async function main() {
     ),
   );
   lines.push('', '## Main thread and worker at a fixed rate, against the floor', '');
-  // The fixed-rate cycles spread more than the target itself on a shared machine: a median in
-  // such a spread is no verdict either way.
-  const mainCycles = cost.map((c) => c.packageMinusFloor);
-  const mainSpread = Math.max(...mainCycles) - Math.min(...mainCycles);
+  const ci = (key, digits = 1) => {
+    const [lo, hi] = medianInterval(col(key));
+    return `${fmt(lo, digits)} to ${fmt(hi, digits)}`;
+  };
+  const [mainLo, mainHi] = medianInterval(col('packageMinusFloor'));
+  // The verdict is the median's, as for the other targets; the interval says how sure it is.
   const mainVerdict =
-    mainSpread > 6
-      ? `not resolved: the cycles spread over ${fmt(mainSpread, 1)} µs, more than twice the target (see the measure without sockets below)`
-      : headline.mainAbove <= 3
-        ? 'met'
-        : 'not met';
+    (headline.mainAbove <= 3 ? 'met' : 'not met') +
+    (mainLo <= 3 && mainHi > 3
+      ? ` (the median's 95 % interval, ${fmt(mainLo, 1)} to ${fmt(mainHi, 1)} µs, holds the target: not certain either way at this precision)`
+      : ` (the median's 95 % interval: ${fmt(mainLo, 1)} to ${fmt(mainHi, 1)} µs)`);
+  const reached = median(cost.map((c) => c.rate));
+  const behind = costLoads.reduce((n, l) => n + l.behind, 0);
+  const sent = costLoads.reduce((n, l) => n + l.sent, 0);
   lines.push(
-    `One Express app holding both the package and the floor at a fixed ${fmt(RATE)} requests/s, switched every ` +
-      `${WINDOW_MS / 1000} s through cycles of off, floor, package, package, floor, off (${cost.length} cycles; ` +
-      'a linear drift cancels out of each cycle). CPU time is the whole thread in the app ' +
-      '(/proc/self/task/<tid>/schedstat), per request for the main thread and per delivered event for the workers. ' +
-      'Medians over cycles, then the range.',
+    `One Express app holding the package, the floor and floor + rules under a steady ${fmt(RATE)} requests/s ` +
+      '(bench/paced-load.mjs: evenly spread on 20 keep-alive connections), switching itself every ' +
+      `${COST_WINDOW_MS} ms through symmetric cycles of ${COST_CYCLE.join(', ')} (${cost.length} cycles; a linear ` +
+      `drift cancels out of each; the first ${COST_SETTLE_MS} ms of a window, where the last mode's batches still land, are not counted). ` +
+      'CPU time is the whole thread in the app (/proc/self/task/<tid>/schedstat), per request for the main thread and per ' +
+      "delivered event for the workers. Medians over cycles, with the median's 95 % interval (distribution-free, from the " +
+      `cycles' order statistics) and the range. Rate reached: ${fmt(reached)} requests/s; ${fmt(behind)} of ${fmt(sent + behind)} requests ` +
+      'were skipped because every connection was busy.',
     '',
-    '| figure | median | range |',
-    '| --- | --- | --- |',
-    `| main thread, package minus floor, µs per request | **${fmt(headline.mainAbove, 1)}** | ${range(col('packageMinusFloor'), 1)} |`,
-    `| main thread, package minus no tracking, µs per request | ${fmt(median(col('packageMinusOff')), 1)} | ${range(col('packageMinusOff'), 1)} |`,
-    `| main thread, floor minus no tracking, µs per request | ${fmt(median(col('floorMinusOff')), 1)} | ${range(col('floorMinusOff'), 1)} |`,
-    `| package's delivery worker, µs per delivered event | ${fmt(median(col('packageWorkerUs')), 1)} | ${range(col('packageWorkerUs'), 1)} |`,
-    `| floor's worker, µs per delivered event | ${fmt(median(col('floorWorkerUs')), 1)} | ${range(col('floorWorkerUs'), 1)} |`,
-    `| package worker / floor worker | **${fmt(headline.worker, 2)}** | ${range(col('workerRatio'), 2)} |`,
+    '| figure | median | 95 % interval of the median | range |',
+    '| --- | --- | --- | --- |',
+    `| main thread, package minus floor, µs per request | **${fmt(headline.mainAbove, 1)}** | ${ci('packageMinusFloor')} | ${range(col('packageMinusFloor'), 1)} |`,
+    `| main thread, package minus floor + rules, µs per request | ${fmt(median(col('packageMinusFloorRules')), 1)} | ${ci('packageMinusFloorRules')} | ${range(col('packageMinusFloorRules'), 1)} |`,
+    `| main thread, floor + rules minus floor, µs per request | ${fmt(median(col('floorRulesMinusFloor')), 1)} | ${ci('floorRulesMinusFloor')} | ${range(col('floorRulesMinusFloor'), 1)} |`,
+    `| main thread, package minus no tracking, µs per request | ${fmt(median(col('packageMinusOff')), 1)} | ${ci('packageMinusOff')} | ${range(col('packageMinusOff'), 1)} |`,
+    `| main thread, floor minus no tracking, µs per request | ${fmt(median(col('floorMinusOff')), 1)} | ${ci('floorMinusOff')} | ${range(col('floorMinusOff'), 1)} |`,
+    `| main thread, no tracking, µs per request | ${fmt(median(col('offUs')), 1)} | ${ci('offUs')} | ${range(col('offUs'), 1)} |`,
+    `| package's delivery worker, µs per delivered event | ${fmt(median(col('packageWorkerUs')), 1)} | ${ci('packageWorkerUs')} | ${range(col('packageWorkerUs'), 1)} |`,
+    `| floor's worker, µs per delivered event | ${fmt(median(col('floorWorkerUs')), 1)} | ${ci('floorWorkerUs')} | ${range(col('floorWorkerUs'), 1)} |`,
+    `| package worker / floor worker | **${fmt(headline.worker, 2)}** | ${ci('workerRatio', 2)} | ${range(col('workerRatio'), 2)} |`,
     '',
     '### Targets of issue 16',
     '',
@@ -541,25 +582,29 @@ async function main() {
   }
   const inProcess = (v, to = 'none') =>
     requestCost[v].map((p, i) => (p.cpuNs - requestCost[to][i].cpuNs) / 1000 / p.requests);
-  const rounds = (xs) => xs.map((x) => fmt(x, 1)).join(', ');
-  lines.push('', '## Main-thread cost per tracked request', '');
+  const interval = (xs) => {
+    const [lo, hi] = medianInterval(xs);
+    return `${fmt(lo, 1)} to ${fmt(hi, 1)}`;
+  };
+  const noSockets = (name, xs) =>
+    `| ${name} | ${fmt(median(xs), 1)} | ${interval(xs)} | ${xs.map((x) => fmt(x, 1)).join(', ')} |`;
+  lines.push('', '## Main-thread cost per tracked request, without sockets', '');
   lines.push(
-    'CPU time of the main thread only, with tracking minus without, per request:',
+    'The same CPU time of the main thread in one process through Express 5 without sockets ' +
+      `(bench/request-cost.mjs: ${fmt(REQUEST_COST_PAGEVIEWS)} pageviews at 5,000/s, until all are delivered), ` +
+      `each variant run ${REQUEST_COST_REPEATS} times a round, in turn; each difference is between runs of the same turn. ` +
+      "No load generator, sink or parser shares the thread's time, so these spread less than the figures in the app above. " +
+      'Floor + rules: bench/floor.mjs `rules` (method, path, user agent and a stamp on its rawHeaders when the request comes; ' +
+      'status and content type at `finish`). µs per request:',
     '',
-    `- in the Express app at a fixed ${fmt(RATE)} requests/s, one process with tracking switched on and off every ${WINDOW_MS / 1000} s (above; schedstat, not ticks): ` +
-      `**${fmt(median(col('packageMinusOff')), 1)} µs** (median of ${cost.length} cycles; middle half ${fmt(quantile(col('packageMinusOff'), 0.25), 1)} to ${fmt(quantile(col('packageMinusOff'), 0.75), 1)} µs);`,
-    `- in one process through Express 5 without sockets (bench/request-cost.mjs, 40,000 pageviews at 5,000/s, until all are delivered): ` +
-      `**${fmt(median(inProcess('package')), 1)} µs** with delivery on the worker (rounds: ${inProcess(
-        'package',
-      )
-        .map((x) => fmt(x, 1))
-        .join(', ')}), ` +
-      `${fmt(median(inProcess('inline')), 1)} µs with \`worker: false\`.`,
-    `- the same without sockets, against the floor and the floor that also makes the reads the rules need ` +
-      '(bench/floor.mjs `rules`: method, path, user agent and a stamp on its rawHeaders when the request comes; status and content type at `finish`): ' +
-      `floor + rules minus floor **${fmt(median(inProcess('floor-rules', 'floor')), 1)} µs** (rounds: ${rounds(inProcess('floor-rules', 'floor'))}), ` +
-      `package minus floor + rules **${fmt(median(inProcess('package', 'floor-rules')), 1)} µs** (rounds: ${rounds(inProcess('package', 'floor-rules'))}), ` +
-      `package minus floor ${fmt(median(inProcess('package', 'floor')), 1)} µs.`,
+    '| difference | median | 95 % interval of the median | each turn |',
+    '| --- | --- | --- | --- |',
+    noSockets('package minus floor', inProcess('package', 'floor')),
+    noSockets('package minus floor + rules', inProcess('package', 'floor-rules')),
+    noSockets('floor + rules minus floor', inProcess('floor-rules', 'floor')),
+    noSockets('package minus no tracking', inProcess('package')),
+    noSockets('floor minus no tracking', inProcess('floor')),
+    noSockets('`worker: false` minus no tracking', inProcess('inline')),
   );
   const h = outage.healthy;
   const o = outage.outage;
