@@ -101,7 +101,8 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 /**
  * A 95 % interval of the median of `xs`, free of any assumption on their distribution: the
  * order statistics k and n - k + 1, with k = (n + 1) / 2 - 0.98 √n rounded down (the normal
- * approximation of the binomial); the whole range when there are too few values for that.
+ * approximation of the binomial); the whole range when there are too few values for that (fewer
+ * than 6, whose range holds the median less surely than 95 %).
  */
 function medianInterval(xs) {
   const s = [...xs].sort((a, b) => a - b);
