@@ -189,7 +189,8 @@ const COST_WARMUP_MS = 3000;
 
 async function costCase(sink) {
   const app = await start('app.mjs', ['toggle', sink.url]);
-  const seconds = (COST_WARMUP_MS + COST_CYCLES * COST_CYCLE.length * COST_WINDOW_MS) / 1000 + 1;
+  // The load outlasts the cycles: each window's two snapshots take a few ms more than its length.
+  const seconds = (COST_WARMUP_MS + COST_CYCLES * COST_CYCLE.length * COST_WINDOW_MS) / 1000 + 5;
   const loaded = pacedLoad(app.url, { rate: RATE, seconds });
   const query = new URLSearchParams({
     window: COST_WINDOW_MS,
