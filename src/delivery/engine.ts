@@ -76,6 +76,13 @@ export interface EngineOutbox {
 
 /** How often the engine reads back from the outbox while it has room (and Redis takes over). */
 export const OUTBOX_TAKE_MS = 1000;
+/**
+ * An outbox that could not be opened is tried again after this long, then twice as long each
+ * time up to {@link OUTBOX_REOPEN_MAX_MS}: a directory whose lock the process before this one
+ * still holds in an overlapping deploy, or a Redis that starts after the app.
+ */
+export const OUTBOX_REOPEN_FIRST_MS = 1000;
+export const OUTBOX_REOPEN_MAX_MS = 60_000;
 /** At most this many entries read back at once. */
 const TAKE_BATCH = 512;
 
@@ -183,6 +190,9 @@ export class DeliveryEngine implements Delivery {
   private recoveredLeft = false;
   private taking = false;
   private takeTimer: NodeJS.Timeout | undefined;
+  /** The next try at an outbox that could not be opened, and the wait before the one after. */
+  private reopenTimer: NodeJS.Timeout | undefined;
+  private reopenDelayMs = OUTBOX_REOPEN_FIRST_MS;
   private stored = 0;
   private taken = 0;
   /** Events past the memory bound that wait for the outbox to open (state `spilled`, body kept). */
@@ -761,6 +771,13 @@ export class DeliveryEngine implements Delivery {
   private openOutbox(outbox: EngineOutbox): void {
     this.storeOpening = outbox.store.open().then(
       () => {
+        if (this.storeState === 'unavailable') {
+          this.options.reporter.info(
+            'ZENOVAY_OUTBOX_OPEN',
+            'the outbox could be opened on a later try: events are kept in it again, and what ' +
+              'waited in memory meanwhile is written to it now.',
+          );
+        }
         this.store = outbox.store;
         this.storeState = 'open';
         this.parked = 0;
@@ -785,19 +802,34 @@ export class DeliveryEngine implements Delivery {
         this.refill();
       },
       (error: unknown) => {
-        this.storeState = 'unavailable';
-        this.parked = 0;
-        for (const [, job] of this.pending.entries()) {
-          if (job.state === 'spilled') {
-            this.reportQueueFull();
-            this.settle(job, { kind: 'dropped', reason: 'queue_full' });
+        if (this.storeState === 'unavailable') {
+          // A later try: said once already.
+          this.options.reporter.debug(
+            `the outbox could not be opened again: ${sentence(errorText(error))}`,
+          );
+        } else {
+          this.storeState = 'unavailable';
+          this.parked = 0;
+          for (const [, job] of this.pending.entries()) {
+            if (job.state === 'spilled') {
+              this.reportQueueFull();
+              this.settle(job, { kind: 'dropped', reason: 'queue_full' });
+            }
           }
+          this.options.reporter.error(
+            'ZENOVAY_OUTBOX_UNAVAILABLE',
+            `the outbox could not be opened: ${sentence(errorText(error))} Events are kept in memory only ` +
+              '(as without an outbox) until it can be: it is tried again after 1 s, then twice as long ' +
+              'each time, at most every minute.',
+          );
         }
-        this.options.reporter.error(
-          'ZENOVAY_OUTBOX_UNAVAILABLE',
-          `the outbox could not be opened: ${sentence(errorText(error))} Events are kept in memory only ` +
-            '(as without an outbox) until this tracker is closed.',
-        );
+        if (this.closing) return;
+        this.reopenTimer = setTimeout(() => {
+          this.reopenTimer = undefined;
+          if (!this.closing) this.openOutbox(outbox);
+        }, this.reopenDelayMs);
+        this.reopenTimer.unref();
+        this.reopenDelayMs = Math.min(this.reopenDelayMs * 2, OUTBOX_REOPEN_MAX_MS);
       },
     );
   }
@@ -1061,6 +1093,8 @@ export class DeliveryEngine implements Delivery {
   private async closeOutbox(): Promise<void> {
     const outbox = this.options.outbox;
     if (outbox === undefined) return;
+    clearTimeout(this.reopenTimer);
+    this.reopenTimer = undefined;
     await this.storeOpening;
     clearInterval(this.takeTimer);
     this.takeTimer = undefined;

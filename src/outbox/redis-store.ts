@@ -257,7 +257,11 @@ export class RedisOutbox implements OutboxStore {
   }
 
   open(): Promise<void> {
-    this.openPromise ??= this.openNow();
+    this.openPromise ??= this.openNow().catch((error: unknown) => {
+      // Nothing of a failed open is kept: it can be tried again (the engine does, later).
+      this.openPromise = undefined;
+      throw error;
+    });
     return this.openPromise;
   }
 
@@ -280,7 +284,8 @@ export class RedisOutbox implements OutboxStore {
     } catch (error) {
       const link = this.link;
       this.link = undefined;
-      this.state = 'closed';
+      // Closed meanwhile stays closed; otherwise open() may be tried again.
+      if (this.state === 'opening') this.state = 'new';
       await link?.close().catch(() => undefined);
       throw new Error(
         `zenovay-express: the Redis outbox cannot use ${this.label}: ${errorText(error)}.` +

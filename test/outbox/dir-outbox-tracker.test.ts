@@ -700,6 +700,102 @@ test.each([
   ['the delivery worker', true],
   ['in-thread delivery', false],
 ])(
+  'a dir held by another tracker (%s): tried again; once the holder lets go, what waited in memory is kept in it, with what the holder left, and the next tracker sends them all',
+  async (_label, worker) => {
+    const ep = await endpoint();
+    ep.status = 503; // nothing is accepted: the second tracker's events wait
+    const dir = tmpDir();
+    const first = keep(
+      createTracker({ trackingCode: 'reopen', host: ep.url, logger: false, outbox: { dir } }),
+    );
+    expect(await opened(first)).toBe('open');
+    const left = first.trackEvent('left-by-first');
+    const { logger, lines } = capture();
+    // Retried until the test ends: an outbox is no help to an event that gave up meanwhile.
+    const second = keep(
+      createTracker({
+        trackingCode: 'reopen',
+        host: ep.url,
+        worker,
+        logger,
+        maxRetries: 100,
+        outbox: { dir },
+      }),
+    );
+    expect(await opened(second)).toBe('unavailable');
+    const waited = ['waited-1', 'waited-2', 'waited-3'];
+    const results = waited.map((name) => second.trackEvent(name));
+    await until('the four to be tried', () => ep.refused >= 4);
+    expect(second.stats().outbox).toMatchObject({ state: 'unavailable', written: 0 });
+    // The holder lets go (a deploy's old process ending), leaving its unsent event in the
+    // directory: the next try opens it, and reads that event back.
+    await first.close({ timeout: 200 });
+    expect(await left).toBe(false);
+    expect(first.stats().outbox).toMatchObject({ stored: 1 });
+    await until('the outbox to open', () => second.stats().outbox?.state === 'open', 8000);
+    await until('what waited to be written', () => second.stats().outbox!.written >= 3);
+    await until('what the holder left to be read back', () => second.stats().outbox!.taken === 1);
+    await second.close({ timeout: 200 });
+    expect(await Promise.all(results)).toEqual([false, false, false]);
+    // Its three and the one it took in, all left in the directory.
+    expect(second.stats()).toMatchObject({ enqueued: 4, queued: 4, delivered: 0 });
+    expect(second.stats().outbox).toMatchObject({ state: 'closed', stored: 4, taken: 1 });
+    expect(errorsBut(lines).map((l) => l.code)).toEqual(['ZENOVAY_OUTBOX_UNAVAILABLE']);
+    expect(errorsBut(lines)[0]!.message).toContain('tried again after 1 s');
+    expect(lines.filter((l) => l.code === 'ZENOVAY_OUTBOX_OPEN')).toHaveLength(1);
+    // The next tracker on the directory sends them, each under the key it was tried with.
+    ep.status = 202;
+    const third = keep(
+      createTracker({ trackingCode: 'reopen', host: ep.url, logger: false, outbox: { dir } }),
+    );
+    const names = [...waited, 'left-by-first'];
+    await until('the four to arrive', () => names.every((name) => ep.arrivals.has(name)));
+    expectEachOnceOrSameKey(ep, names);
+    await third.close();
+  },
+  20_000,
+);
+
+test('an outbox that stays unavailable is tried again without another error, and close() ends the tries', async () => {
+  const ep = await endpoint();
+  const dir = tmpDir();
+  const first = keep(
+    createTracker({ trackingCode: 'held', host: ep.url, logger: false, outbox: { dir } }),
+  );
+  expect(await opened(first)).toBe('open');
+  const { logger, lines } = capture();
+  const debug: string[] = [];
+  const second = keep(
+    createTracker({
+      trackingCode: 'held',
+      host: ep.url,
+      worker: false,
+      logger: { ...logger, debug: (line: string) => debug.push(line) },
+      outbox: { dir },
+    }),
+  );
+  expect(await opened(second)).toBe('unavailable');
+  // Tries after 1 s and 2 s more: both refused, said at debug level only.
+  await until(
+    'two more tries',
+    () => debug.filter((l) => l.includes('could not be opened again')).length >= 2,
+    6000,
+  );
+  expect(errorsBut(lines)).toHaveLength(1);
+  await second.close();
+  const tries = debug.filter((l) => l.includes('could not be opened again')).length;
+  await first.close();
+  // No try after close(), though the directory is free now.
+  await sleep(4500);
+  expect(debug.filter((l) => l.includes('could not be opened again')).length).toBe(tries);
+  expect(second.stats().outbox?.state).toBe('unavailable');
+  expect(fs.existsSync(path.join(dir, LOCK_FILE))).toBe(false);
+}, 20_000);
+
+test.each([
+  ['the delivery worker', true],
+  ['in-thread delivery', false],
+])(
   'a path under a regular file (ENOTDIR) (%s): unavailable, the error says why, events still delivered',
   async (_label, worker) => {
     const ep = await endpoint();

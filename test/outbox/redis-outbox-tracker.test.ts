@@ -499,6 +499,40 @@ test('Redis unreachable at start: one clear error without the password, state un
   for (const l of lines) expect(l.line).not.toContain('secret');
 });
 
+test('Redis that starts after the app: the outbox is tried again and opens, and what waited in memory is written to the stream', async () => {
+  const port = await freePort(); // nothing listens there yet
+  const collector = await startCollector({ respond: () => 503 }); // events wait
+  const { lines, logger } = capture();
+  const stream = streamName();
+  const t = tracker({
+    host: collector.url,
+    logger,
+    // Retried until the test ends: an outbox is no help to an event that gave up meanwhile.
+    maxRetries: 100,
+    outbox: { redis: `redis://127.0.0.1:${port}`, stream },
+  });
+  await until(() => t.stats().outbox?.state === 'unavailable', 'the outbox to give up');
+  const results = ['a', 'b', 'c'].map((name) => t.trackEvent(name));
+  await until(() => collector.requestCount >= 3, 'the three to be tried');
+  await startRedis({ port });
+  await until(() => t.stats().outbox?.state === 'open', 'the outbox to open', 20_000);
+  await until(() => (t.stats().outbox?.written ?? 0) >= 3, 'the three to be written');
+  const client = createClient({ socket: { host: '127.0.0.1', port } });
+  client.on('error', () => undefined);
+  await client.connect();
+  try {
+    expect(await client.xLen(stream)).toBe(3);
+  } finally {
+    await client.quit();
+  }
+  await t.close({ timeout: 200 });
+  expect(await Promise.all(results)).toEqual([false, false, false]);
+  expect(t.stats().outbox).toMatchObject({ stored: 3 });
+  expect(lines.filter((l) => l.line.includes('ZENOVAY_OUTBOX_UNAVAILABLE'))).toHaveLength(1);
+  expect(lines.filter((l) => l.line.includes('ZENOVAY_OUTBOX_OPEN'))).toHaveLength(1);
+  expect(lines.filter((l) => l.level === 'error')).toHaveLength(1);
+}, 40_000);
+
 test("the user's node-redis client: delivery on the main thread, events delivered, the client left open", async () => {
   const collector = await startCollector();
   const client = createClient({ socket: { host: '127.0.0.1', port: redis.port } });

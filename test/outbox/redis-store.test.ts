@@ -389,8 +389,14 @@ describe('Redis away', () => {
       ),
     );
     expect(error.message).not.toContain('secret');
-    expect(() => s.append(entry())).toThrow(/closed/);
+    // Not open, and nothing kept of the try: open() can be tried again, and fails the same way.
+    expect(() => s.append(entry())).toThrow(/not open yet/);
+    const again = (await s.open().catch((e: unknown) => e)) as Error;
+    expect(again).not.toBe(error);
+    expect(again.message).toMatch(/ECONNREFUSED/);
     await s.close();
+    expect(() => s.append(entry())).toThrow(/closed/);
+    await expect(s.open()).rejects.toThrow(/closed/);
   });
 
   test('restarted mid-stream (AOF, fsync always): kept entries survive, appends in the gap wait in memory up to maxBuffered', async () => {
