@@ -11,6 +11,7 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { median, medianInterval } from './medians.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const TURNS = Number(process.argv[2] ?? 12);
@@ -45,19 +46,6 @@ function startSink() {
       }
     });
   });
-}
-
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
-/** As bench/run.mjs: order statistics k and n - k + 1, k = (n + 1) / 2 - 0.98 √n. */
-function medianInterval(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  const k = Math.floor((s.length + 1) / 2 - 0.98 * Math.sqrt(s.length));
-  return k < 1 ? [s[0], s.at(-1)] : [s[k - 1], s[s.length - k]];
 }
 
 if (TURNS < 6)

@@ -50,6 +50,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { cycleMean } from './cycles.mjs';
+import { median, medianInterval } from './medians.mjs';
 import { pacedLoad } from './paced-load.mjs';
 import { readDistanceSection, runDistance } from './distance.mjs';
 
@@ -98,23 +99,6 @@ function start(script, args) {
 
 const getJson = async (url) => (await fetch(url)).json();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-/**
- * A 95 % interval of the median of `xs`, free of any assumption on their distribution: the
- * order statistics k and n - k + 1, with k = (n + 1) / 2 - 0.98 √n rounded down (the normal
- * approximation of the binomial); the whole range when there are too few values for that (fewer
- * than 6, whose range holds the median less surely than 95 %).
- */
-function medianInterval(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  const k = Math.floor((s.length + 1) / 2 - 0.98 * Math.sqrt(s.length));
-  return k < 1 ? [s[0], s.at(-1)] : [s[k - 1], s[s.length - k]];
-}
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
-
 function load(url, options = {}) {
   return autocannon({
     url: `${url}/`,
@@ -162,10 +146,16 @@ async function throughputCase(variant, sink) {
 // ---- 2. main-thread cost at a fixed rate --------------------------------------------------
 
 /**
+ * The modes in the order of a cycle (part 1's switched case and part 2): symmetric, so that a
+ * linear drift of the machine cancels out of every difference of a cycle's means.
+ */
+const CYCLE = ['off', 'floor', 'floor-rules', 'package', 'package', 'floor-rules', 'floor', 'off'];
+
+/**
  * One app process under a steady RATE (bench/paced-load.mjs: evenly spread, not autocannon's
  * bursts at the start of each second), holding the package, the floor and floor + rules. The app
  * switches itself (GET /__cycles, bench/app.mjs) every COST_WINDOW_MS through symmetric cycles of
- * COST_CYCLE, so that a linear drift of the machine cancels out of every difference of a cycle's
+ * CYCLE, so that a linear drift of the machine cancels out of every difference of a cycle's
  * means; the first COST_SETTLE_MS of a window are not counted (the last mode's batches and
  * reports land there). Each cycle gives one figure each of main-thread CPU per request (the whole
  * thread, /proc schedstat, ns) per mode and of the delivery workers' CPU per event they delivered
@@ -175,29 +165,19 @@ async function throughputCase(variant, sink) {
 const COST_WINDOW_MS = Number(process.env.BENCH_COST_WINDOW_MS ?? 500);
 const COST_SETTLE_MS = 150;
 const COST_CYCLES = Number(process.env.BENCH_CYCLES ?? 15);
-const COST_CYCLE = [
-  'off',
-  'floor',
-  'floor-rules',
-  'package',
-  'package',
-  'floor-rules',
-  'floor',
-  'off',
-];
 const COST_WARMUP_MS = 3000;
 
 async function costCase(sink) {
   const app = await start('app.mjs', ['toggle', sink.url]);
   // The load outlasts the cycles: each window's two snapshots take a few ms more than its length.
-  const seconds = (COST_WARMUP_MS + COST_CYCLES * COST_CYCLE.length * COST_WINDOW_MS) / 1000 + 5;
+  const seconds = (COST_WARMUP_MS + COST_CYCLES * CYCLE.length * COST_WINDOW_MS) / 1000 + 5;
   const loaded = pacedLoad(app.url, { rate: RATE, seconds });
   const query = new URLSearchParams({
     window: COST_WINDOW_MS,
     settle: COST_SETTLE_MS,
     cycles: COST_CYCLES,
     warm: COST_WARMUP_MS,
-    modes: COST_CYCLE.join(','),
+    modes: CYCLE.join(','),
   });
   const windows = (await getJson(`${app.url}/__cycles?${query}`)).map(({ mode, a, b }) => {
     const isFloor = mode === 'floor';
@@ -216,7 +196,7 @@ async function costCase(sink) {
   await app.stop();
   const cycles = [];
   for (let c = 0; c < COST_CYCLES; c++) {
-    const part = windows.slice(c * COST_CYCLE.length, (c + 1) * COST_CYCLE.length);
+    const part = windows.slice(c * CYCLE.length, (c + 1) * CYCLE.length);
     const main = (mode) => cycleMean(part, mode, 'mainUs');
     const worker = (mode) => cycleMean(part, mode, 'workerUsPerEvent');
     cycles.push({
@@ -237,7 +217,7 @@ async function costCase(sink) {
 
 /**
  * Throughput switched in one process: the toggle app (package, floor, floor + rules) at full
- * load, in windows of WINDOW_MS through symmetric cycles of SWITCH_CYCLE (a linear drift cancels
+ * load, in windows of WINDOW_MS through symmetric cycles of CYCLE (a linear drift cancels
  * out of each cycle): the variants compared seconds apart in one process, rather than minutes
  * apart in separate ones as in part 1, and floor + rules beside the package in every cycle. Each
  * cycle gives requests/s and p99 of each mode (the mean of its two windows). A window can still
@@ -245,16 +225,6 @@ async function costCase(sink) {
  */
 const WINDOW_MS = Number(process.env.BENCH_WINDOW_MS ?? 2000);
 const SWITCH_CYCLES = Number(process.env.BENCH_SWITCH_CYCLES ?? 2);
-const SWITCH_CYCLE = [
-  'off',
-  'floor',
-  'floor-rules',
-  'package',
-  'package',
-  'floor-rules',
-  'floor',
-  'off',
-];
 /** Pause after a switch: what the last mode's worker still had to send goes out meanwhile. */
 const SWITCH_SETTLE_MS = 300;
 
@@ -268,7 +238,7 @@ async function switchedCase(sink) {
   const cycles = [];
   for (let c = 0; c < SWITCH_CYCLES; c++) {
     const windows = [];
-    for (const mode of SWITCH_CYCLE) {
+    for (const mode of CYCLE) {
       await fetch(`${app.url}/__tracking/${mode}`);
       await sleep(SWITCH_SETTLE_MS);
       const r = await load(app.url, { duration: WINDOW_MS / 1000 });
@@ -516,7 +486,7 @@ async function main() {
     '',
     '### The same, switched in one process',
     '',
-    `One app process (bench/app.mjs \`toggle\`) holding the package, the floor and floor + rules, at full load (${CONNECTIONS} connections), switched every ${WINDOW_MS / 1000} s window through symmetric cycles of ${SWITCH_CYCLE.join(', ')} (${switched.length} cycles; a linear drift cancels out of each). ` +
+    `One app process (bench/app.mjs \`toggle\`) holding the package, the floor and floor + rules, at full load (${CONNECTIONS} connections), switched every ${WINDOW_MS / 1000} s window through symmetric cycles of ${CYCLE.join(', ')} (${switched.length} cycles; a linear drift cancels out of each). ` +
       "Ratios are per cycle (each mode's mean over its two windows), then the median: the same ratios as above from variants seconds apart in one process, and so more samples of them; a window can still be hit by whatever else runs on the machine (the cycles' column).",
     '',
     '| ratio | median | cycles |',
@@ -542,16 +512,18 @@ async function main() {
   // The verdict is the median's, as for the other targets; the interval says how sure it is.
   const mainVerdict =
     (headline.mainAbove <= 3 ? 'met' : 'not met') +
-    (mainLo <= 3 && mainHi > 3
-      ? ` (the median's 95 % interval, ${fmt(mainLo, 1)} to ${fmt(mainHi, 1)} µs, holds the target: not certain either way at this precision)`
-      : ` (the median's 95 % interval: ${fmt(mainLo, 1)} to ${fmt(mainHi, 1)} µs)`);
+    (cost.length < 6
+      ? ` (${cost.length} cycles, too few for a 95 % interval; their range: ${fmt(mainLo, 1)} to ${fmt(mainHi, 1)} µs)`
+      : mainLo <= 3 && mainHi > 3
+        ? ` (the median's 95 % interval, ${fmt(mainLo, 1)} to ${fmt(mainHi, 1)} µs, holds the target: not certain either way at this precision)`
+        : ` (the median's 95 % interval: ${fmt(mainLo, 1)} to ${fmt(mainHi, 1)} µs)`);
   const reached = median(cost.map((c) => c.rate));
   const behind = costLoads.reduce((n, l) => n + l.behind, 0);
   const sent = costLoads.reduce((n, l) => n + l.sent, 0);
   lines.push(
     `One Express app holding the package, the floor and floor + rules under a steady ${fmt(RATE)} requests/s ` +
       '(bench/paced-load.mjs: evenly spread on 20 keep-alive connections), switching itself every ' +
-      `${COST_WINDOW_MS} ms through symmetric cycles of ${COST_CYCLE.join(', ')} (${cost.length} cycles; a linear ` +
+      `${COST_WINDOW_MS} ms through symmetric cycles of ${CYCLE.join(', ')} (${cost.length} cycles; a linear ` +
       `drift cancels out of each; the first ${COST_SETTLE_MS} ms of a window, where the last mode's batches still land, are not counted). ` +
       'CPU time is the whole thread in the app (/proc/self/task/<tid>/schedstat), per request for the main thread and per ' +
       "delivered event for the workers. Medians over cycles, with the median's 95 % interval (distribution-free, from the " +
