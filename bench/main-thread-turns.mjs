@@ -54,7 +54,7 @@ if (TURNS < 6)
   );
 const sink = await startSink();
 const sinkUrl = sink.url;
-// Whatever ends this process ends the stand-in too.
+// An error that ends this process ends the stand-in too (which otherwise keeps it alive).
 process.on('exit', () => sink.child.kill('SIGKILL'));
 const turns = [];
 for (let t = 0; t < TURNS; t++) {
@@ -73,6 +73,7 @@ for (let t = 0; t < TURNS; t++) {
     `turn ${t + 1}: ${VARIANTS.map((v) => `${v} ${turn[v].toFixed(1)}`).join(', ')} µs/request`,
   );
 }
+sink.child.kill('SIGTERM');
 
 const fmt = (x) => x.toFixed(1);
 console.log(
