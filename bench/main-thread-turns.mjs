@@ -6,64 +6,31 @@
  * floor, floor + rules and the package, in turns (each turn starts one variant later than the
  * one before), and prints each difference per turn with its median and the median's 95 %
  * interval. The same measure as part 2 of `npm run bench`, with more turns and nothing else
- * around it: about 15 s a turn. Needs a build (`npm run build`).
+ * around it: about 20 s a turn. Needs a build (`npm run build`).
  */
-import { spawn } from 'node:child_process';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { runScript, start } from './children.mjs';
 import { median, medianInterval } from './medians.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
 const TURNS = Number(process.argv[2] ?? 12);
 const PAGEVIEWS = Number(process.argv[3] ?? 20000);
 const VARIANTS = ['none', 'floor', 'floor-rules', 'package'];
-
-/** Runs a bench script to its end; its stdout. */
-function run(script, args) {
-  const child = spawn(process.execPath, [path.join(here, script), ...args.map(String)], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let out = '';
-  child.stdout.on('data', (d) => (out += d));
-  return new Promise((resolve, reject) =>
-    child.once('exit', (code) =>
-      code === 0 ? resolve(out) : reject(new Error(`${script} exited with ${code}`)),
-    ),
-  );
-}
-
-/** The endpoint stand-in, in its own process: its URL once it listens. */
-function startSink() {
-  const child = spawn(process.execPath, [path.join(here, 'sink.mjs'), 'ok'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  return new Promise((resolve) => {
-    let out = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-      if (out.includes('\n')) {
-        resolve({ url: `http://127.0.0.1:${JSON.parse(out.split('\n')[0]).port}`, child });
-      }
-    });
-  });
-}
 
 if (TURNS < 6)
   console.error(
     'Fewer than 6 turns: the "interval" printed is their range, which holds the median less surely than 95 %.',
   );
-const sink = await startSink();
-const sinkUrl = sink.url;
-// An error that ends this process ends the stand-in too (which otherwise keeps it alive).
-process.on('exit', () => sink.child.kill('SIGKILL'));
+const sink = await start('sink.mjs', ['ok']);
 const turns = [];
 for (let t = 0; t < TURNS; t++) {
   const turn = {};
   for (let i = 0; i < VARIANTS.length; i++) {
     const v = VARIANTS[(i + t) % VARIANTS.length];
-    const { cpuNs, requests, delivered } = JSON.parse(
-      await run('request-cost.mjs', [sinkUrl, v, PAGEVIEWS, 5000]),
-    );
+    const { cpuNs, requests, delivered } = await runScript('request-cost.mjs', [
+      sink.url,
+      v,
+      PAGEVIEWS,
+      5000,
+    ]);
     if (v !== 'none' && delivered !== requests)
       throw new Error(`${v}: ${delivered} of ${requests} delivered`);
     turn[v] = cpuNs / 1000 / requests;
@@ -73,7 +40,7 @@ for (let t = 0; t < TURNS; t++) {
     `turn ${t + 1}: ${VARIANTS.map((v) => `${v} ${turn[v].toFixed(1)}`).join(', ')} µs/request`,
   );
 }
-sink.child.kill('SIGTERM');
+await sink.stop();
 
 const fmt = (x) => x.toFixed(1);
 console.log(

@@ -43,12 +43,12 @@
  * BENCH_FLOOR_EXTRA_US=N (with BENCH_QUICK=1 only): the floor + rules worker spins N µs of CPU per
  * event, to measure how throughput answers to worker CPU (floor.mjs `extraUs`).
  */
-import { spawn } from 'node:child_process';
 import { writeFileSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
+import { runScript, runText, start } from './children.mjs';
 import { cycleMean } from './cycles.mjs';
 import { median, medianInterval } from './medians.mjs';
 import { pacedLoad } from './paced-load.mjs';
@@ -63,39 +63,6 @@ const RATE = Number(process.env.BENCH_RATE ?? 2000);
 const DRAIN_MS = 3000;
 const UA =
   'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36';
-
-const children = new Set();
-process.on('exit', () => children.forEach((c) => c.kill('SIGKILL')));
-
-/** Starts a bench script in its own process and waits for the port it prints. */
-function start(script, args) {
-  const child = spawn(process.execPath, [path.join(here, script), ...args], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  children.add(child);
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-      const line = out.split('\n')[0];
-      if (out.includes('\n')) {
-        const { port } = JSON.parse(line);
-        resolve({
-          url: `http://127.0.0.1:${port}`,
-          stop: () =>
-            new Promise((r) => {
-              child.once('exit', r);
-              child.kill('SIGTERM');
-              children.delete(child);
-            }),
-        });
-      }
-    });
-    child.once('exit', (code) =>
-      reject(new Error(`${script} exited with ${code} before it was ready`)),
-    );
-  });
-}
 
 const getJson = async (url) => (await fetch(url)).json();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -303,23 +270,6 @@ async function deliveryCase(sink, client) {
   };
 }
 
-/** Runs a bench script to its end and returns what it printed. */
-async function runText(script, args) {
-  const child = spawn(process.execPath, [path.join(here, script), ...args.map(String)], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let out = '';
-  child.stdout.on('data', (d) => (out += d));
-  const code = await new Promise((r) => child.once('exit', r));
-  if (code !== 0) throw new Error(`${script} ${args.join(' ')} exited with ${code}`);
-  return out;
-}
-
-/** Runs a bench script to its end and parses the JSON line it prints. */
-async function runScript(script, args) {
-  return JSON.parse(await runText(script, args));
-}
-
 // ---- run ----------------------------------------------------------------------------------
 
 const fmt = (n, digits = 0) =>
@@ -504,10 +454,12 @@ async function main() {
     ),
   );
   lines.push('', '## Main thread and worker at a fixed rate, against the floor', '');
-  const ci = (key, digits = 1) => {
-    const [lo, hi] = medianInterval(col(key));
+  /** The median's 95 % interval, printed. */
+  const interval = (xs, digits = 1) => {
+    const [lo, hi] = medianInterval(xs);
     return `${fmt(lo, digits)} to ${fmt(hi, digits)}`;
   };
+  const ci = (key, digits = 1) => interval(col(key), digits);
   const [mainLo, mainHi] = medianInterval(col('packageMinusFloor'));
   // The verdict is the median's, as for the other targets; the interval says how sure it is.
   const mainVerdict =
@@ -556,10 +508,6 @@ async function main() {
   }
   const inProcess = (v, to = 'none') =>
     requestCost[v].map((p, i) => (p.cpuNs - requestCost[to][i].cpuNs) / 1000 / p.requests);
-  const interval = (xs) => {
-    const [lo, hi] = medianInterval(xs);
-    return `${fmt(lo, 1)} to ${fmt(hi, 1)}`;
-  };
   const noSockets = (name, xs) =>
     `| ${name} | ${fmt(median(xs), 1)} | ${interval(xs)} | ${xs.map((x) => fmt(x, 1)).join(', ')} |`;
   lines.push('', '## Main-thread cost per tracked request, without sockets', '');
