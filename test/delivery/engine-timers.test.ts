@@ -2,7 +2,14 @@
  * Backoff and pause arithmetic of the engine, with fake timers and a scripted transport: when
  * exactly each attempt happens. (HTTP itself is tested against the real collector elsewhere.)
  */
-import { DeliveryEngine, CIRCUIT_BASE_MS, CIRCUIT_THRESHOLD } from '../../src/delivery/engine';
+import {
+  DeliveryEngine,
+  CIRCUIT_BASE_MS,
+  CIRCUIT_THRESHOLD,
+  OUTBOX_REOPEN_FIRST_MS,
+  OUTBOX_REOPEN_MAX_MS,
+} from '../../src/delivery/engine';
+import type { OutboxStore } from '../../src/outbox/types';
 import type { Transport, TransportResponse } from '../../src/delivery/transport';
 import { Reporter } from '../../src/logger';
 
@@ -120,4 +127,40 @@ test('the circuit opens after the threshold and probes after 1 s, then 2 s', asy
   await drain();
   await expect(result).resolves.toBe(true);
   expect(e.stats().circuit).toBe('closed');
+});
+
+test('an outbox that cannot be opened is tried again after 1 s, then twice as long each time, at most every minute, and not after close()', async () => {
+  const tries: number[] = [];
+  const refuse = (): never => {
+    throw new Error('not open');
+  };
+  const store = {
+    open: () => {
+      tries.push(Date.now());
+      return Promise.reject(new Error('held by another process'));
+    },
+    append: refuse,
+    settle: refuse,
+    take: refuse,
+    spill: refuse,
+    sync: refuse,
+    stats: refuse,
+    close: refuse,
+  } as unknown as OutboxStore;
+  const e = engine(scripted([]).transport, { outbox: { store, kind: 'directory' } });
+  await drain();
+  expect(tries).toHaveLength(1);
+  expect(e.outboxState).toBe('unavailable');
+  await jest.advanceTimersByTimeAsync(400_000);
+  const waits = tries.slice(1).map((t, i) => t - tries[i]!);
+  expect(OUTBOX_REOPEN_FIRST_MS).toBe(1000);
+  expect(OUTBOX_REOPEN_MAX_MS).toBe(60_000);
+  expect(waits.slice(0, 9)).toEqual([
+    1000, 2000, 4000, 8000, 16_000, 32_000, 60_000, 60_000, 60_000,
+  ]);
+  const before = tries.length;
+  await e.close(100);
+  await jest.advanceTimersByTimeAsync(300_000);
+  expect(tries).toHaveLength(before);
+  expect(e.outboxState).toBe('unavailable');
 });
